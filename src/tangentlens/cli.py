@@ -1,0 +1,89 @@
+"""Command line: ``tangentlens run | analyze | index | quickstart``.
+
+Heavy packages (torch, transformer_lens, umap) are imported inside the subcommands, so
+``tangentlens --help`` answers fast. Errors a user can cause print one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _cmd_run(args: argparse.Namespace) -> None:
+    from .config import load_config
+    from .train import run
+
+    cfg = load_config(args.config, args.overrides)
+    result = run(cfg, out_dir=args.out, resume=args.resume)
+    for regime, rows in result.metrics.items():
+        last = rows[-1]
+        print(f"{regime:>10}: step {last['step']:>6}  train_loss {last['train_loss']:.4g}  "
+              f"test_loss {last['test_loss']:.4g}  test_acc {last['test_acc']:.4g}")
+    if result.path is not None:
+        print(f"wrote {result.path}")
+
+
+def _cmd_index(args: argparse.Namespace) -> None:
+    from .store import write_index
+
+    print(f"wrote {write_index(args.directory)}")
+
+
+def _cmd_analyze(args: argparse.Namespace) -> None:
+    from .analyses.run_all import analyze
+
+    print(f"wrote {analyze(args.runs, args.out, only=args.only)}")
+
+
+def _cmd_quickstart(args: argparse.Namespace) -> None:
+    from .quickstart import quickstart
+
+    print(quickstart(args.out))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    p = argparse.ArgumentParser(prog="tangentlens", description=(
+        "Train a network and its linearization as a matched pair, cache activations, "
+        "and analyze which representations change."))
+    p.add_argument("--version", action="version", version=f"tangentlens {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    r = sub.add_parser("run", help="train every regime of a config and cache activations")
+    r.add_argument("config", help="YAML config (see analyses/configs/)")
+    r.add_argument("overrides", nargs="*", help="key=value overrides, e.g. model.width=512")
+    r.add_argument("--out", required=True, help="run directory (run.h5, metrics.json)")
+    r.add_argument("--resume", action="store_true", help="continue a killed run from its last checkpoint")
+    r.set_defaults(func=_cmd_run)
+
+    a = sub.add_parser("analyze", help="run the analyses on cached runs")
+    a.add_argument("runs", nargs="+", help="run files (run.h5) or run directories")
+    a.add_argument("--out", required=True, help="output directory for CSV, PNG and summary.json")
+    a.add_argument("--only", nargs="*", default=None, help="names of analyses to run")
+    a.set_defaults(func=_cmd_analyze)
+
+    i = sub.add_parser("index", help="write an index.h5 of external links to every run in DIR")
+    i.add_argument("directory")
+    i.set_defaults(func=_cmd_index)
+
+    q = sub.add_parser("quickstart", help="the demo: digits MLP in sgd/linearized/kernel + analyses")
+    q.add_argument("--out", default="data/quickstart")
+    q.set_defaults(func=_cmd_quickstart)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (ValueError, KeyError, FileNotFoundError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"tangentlens {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
