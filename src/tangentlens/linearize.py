@@ -1,0 +1,131 @@
+"""The first-order Taylor model of a network around θ0, with hidden-activation views.
+
+``Linearized`` wraps a model whose parameters are the *trainable* θ (starting at θ0);
+θ0 is kept as frozen buffers. Its output is
+
+    f_lin(x; θ) = f(x; θ0) + J(x; θ0)(θ − θ0),
+
+from one forward-mode ``torch.func.jvp`` (never a materialized Jacobian). Gradients
+flow to θ by reverse-over-forward differentiation, so any torch optimizer (with weight
+decay acting on θ, exactly as for the ordinary network) trains it.
+
+Two views of every hook h:
+  - ``tangent``: h(x; θ0) + J_h(x; θ0)(θ − θ0), the same jvp that gives the output;
+  - ``network``: h(x; θ), the real network evaluated at the linearized weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import torch
+from torch import nn
+from torch.func import functional_call, jvp
+
+VIEWS = ("tangent", "network")
+
+
+def _mangle(name: str) -> str:
+    return name.replace(".", "__")
+
+
+class Linearized(nn.Module):
+    """First-order Taylor expansion of ``model`` around ``params0`` (see module docstring)."""
+
+    def __init__(self, model: nn.Module, params0: Mapping[str, torch.Tensor] | None = None):
+        super().__init__()
+        self.model = model
+        names = [n for n, _ in model.named_parameters()]
+        if params0 is None:
+            params0 = {n: p.detach() for n, p in model.named_parameters()}
+        missing = sorted(set(names) - set(params0))
+        extra = sorted(set(params0) - set(names))
+        if missing or extra:
+            raise KeyError(f"params0 does not match the model: missing {missing}, unexpected {extra}; "
+                           f"valid names: {names}")
+        self.theta0 = nn.Module()
+        with torch.no_grad():
+            for n, p in model.named_parameters():
+                t = params0[n].detach().to(p.device, p.dtype)
+                if t.shape != p.shape:
+                    raise ValueError(f"params0[{n!r}] has shape {tuple(t.shape)}; the model has {tuple(p.shape)}")
+                self.theta0.register_buffer(_mangle(n), t.clone())
+                p.copy_(t)  # θ starts at θ0
+        self._names = names
+
+    @property
+    def hook_names(self) -> list[str]:
+        names = getattr(self.model, "hook_names", None)
+        return list(names) if names is not None else list(getattr(self.model, "hook_dict", {}))
+
+    def params0(self) -> dict[str, torch.Tensor]:
+        """θ0 as a name → tensor dict (the expansion point)."""
+        return {n: getattr(self.theta0, _mangle(n)) for n in self._names}
+
+    def params(self) -> dict[str, torch.Tensor]:
+        """The trainable θ as a name → parameter dict."""
+        return dict(self.model.named_parameters())
+
+    def delta(self) -> dict[str, torch.Tensor]:
+        """Δθ = θ − θ0 (differentiable with respect to θ)."""
+        p0 = self.params0()
+        return {n: p - p0[n] for n, p in self.model.named_parameters()}
+
+    def _jvp(self, x: torch.Tensor, hooks: Iterable[str] = ()):
+        """(f(θ0), JΔθ, {hook: h(θ0)}, {hook: J_h Δθ}) from one jvp."""
+        hooks = list(hooks)
+        modules = dict(self.model.named_modules())
+        unknown = [h for h in hooks if h not in modules]
+        if unknown:
+            raise KeyError(f"unknown hook(s) {unknown}; valid: {self.hook_names}")
+
+        def f(params):
+            acts: dict[str, torch.Tensor] = {}
+            handles = [modules[h].register_forward_hook(
+                lambda _m, _i, out, h=h: acts.__setitem__(h, out)) for h in hooks]
+            try:
+                out = functional_call(self.model, params, (x,))
+            finally:
+                for handle in handles:
+                    handle.remove()
+            return out, acts
+
+        (out0, acts0), (dout, dacts) = jvp(f, (self.params0(),), (self.delta(),))
+        return out0, dout, acts0, dacts
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out0, dout, _, _ = self._jvp(x)
+        return out0 + dout
+
+    def run_with_cache(self, x: torch.Tensor, view: str = "tangent",
+                       names_filter: Iterable[str] | str | None = None):
+        """(output, ActivationCache) for ``view`` in ("tangent", "network").
+
+        The output is always the linearized output; the cache holds the chosen view of
+        every hook in ``names_filter`` (default: all hooks). Activations are detached.
+        """
+        if view not in VIEWS:
+            raise ValueError(f"view={view!r}; valid: {', '.join(VIEWS)}")
+        if names_filter is None:
+            hooks = self.hook_names
+        elif isinstance(names_filter, str):
+            hooks = [names_filter]
+        else:
+            hooks = list(names_filter)
+        with torch.no_grad():
+            out0, dout, acts0, dacts = self._jvp(x, hooks if view == "tangent" else ())
+            if view == "tangent":
+                cache = {h: acts0[h] + dacts[h] for h in hooks}
+            else:
+                _, net_cache = self.model.run_with_cache(x, names_filter=hooks)
+                cache = {h: net_cache[h] for h in hooks}
+        from transformer_lens import ActivationCache
+
+        return out0 + dout, ActivationCache(cache, self.model)
+
+
+def linearize(model: nn.Module, params0: Mapping[str, torch.Tensor] | None = None) -> Linearized:
+    """Return the first-order Taylor model of ``model`` around ``params0`` (default: its
+    current parameters; any checkpoint θ_t works). The model's own parameters become the
+    trainable θ of the linearized model and are set to ``params0``."""
+    return Linearized(model, params0)
