@@ -1,0 +1,1 @@
+"""Analyses: pure metrics on arrays (`metrics`, `probes`, `fourier`) and run-level analyses."""
