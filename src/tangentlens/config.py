@@ -199,6 +199,11 @@ def _coerce(path: str, value: Any, hint: Any) -> Any:
             return value
         if origin is float and isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if origin is float and isinstance(value, str):  # YAML reads "1e6" as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         if origin is str and isinstance(value, str):
             return value
         if origin is list and isinstance(value, (list, tuple)):
