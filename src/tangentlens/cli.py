@@ -36,6 +36,18 @@ def _cmd_analyze(args: argparse.Namespace) -> None:
     print(f"wrote {analyze(args.runs, args.out, only=args.only)}")
 
 
+def _cmd_report(args: argparse.Namespace) -> None:
+    from .report import write_report
+
+    print(f"wrote {write_report(args.runs, args.out, analysis_dir=args.analysis_dir)}")
+
+
+def _cmd_sweep(args: argparse.Namespace) -> None:
+    from .sweep import run_sweep
+
+    print(f"wrote {run_sweep(args.config, args.overrides, args.out, jobs=args.jobs)}")
+
+
 def _cmd_quickstart(args: argparse.Namespace) -> None:
     from .quickstart import quickstart
 
@@ -67,6 +79,20 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("index", help="write an index.h5 of external links to every run in DIR")
     i.add_argument("directory")
     i.set_defaults(func=_cmd_index)
+
+    rep = sub.add_parser("report", help="write a self-contained HTML report for runs or a sweep index")
+    rep.add_argument("runs", nargs="+", help="run files, run directories, a sweep directory or index.h5")
+    rep.add_argument("--out", required=True, help="HTML file to write")
+    rep.add_argument("--analysis-dir", default=None,
+                     help="reuse analyses already written there (default: OUT's folder/analysis)")
+    rep.set_defaults(func=_cmd_report)
+
+    sw = sub.add_parser("sweep", help="expand a grid (key=v1,v2,...) into runs and execute them")
+    sw.add_argument("config", help="base YAML config")
+    sw.add_argument("overrides", nargs="*", help="key=value or key=v1,v2,... (a grid axis)")
+    sw.add_argument("--out", required=True, help="sweep directory (one run directory per grid point)")
+    sw.add_argument("--jobs", type=int, default=1, help="local worker processes")
+    sw.set_defaults(func=_cmd_sweep)
 
     q = sub.add_parser("quickstart", help="the demo: digits MLP in sgd/linearized/kernel + analyses")
     q.add_argument("--out", default="data/quickstart")

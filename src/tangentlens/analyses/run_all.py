@@ -1,0 +1,163 @@
+"""``analyze(runs, out_dir, only=None)``: every applicable analysis over one or more runs.
+
+Each analysis turns a run into a tidy frame (``tables.COLUMNS``); frames of several runs
+are concatenated, written to ``<out>/<name>.csv``, drawn as PNG figures, and summarized
+in ``<out>/summary.json`` (schema: docs/analyses.md).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from . import change, featviz, fourier_run, gradient_span, kernel_drift, probing
+from .runmodel import has_params
+from .tables import config_columns, run_label
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """``compute(run, fig_dir)`` → tidy rows (a self-plotting analysis also draws that run's
+    figures into fig_dir); ``plot(all rows, out_dir)`` → figure paths; ``headline(all rows)``."""
+
+    name: str
+    compute: Callable[[Any, Path], pd.DataFrame]
+    plot: Callable[[pd.DataFrame, Path], list[Path]]
+    headline: Callable[[pd.DataFrame], dict]
+    skip_reason: Callable[[Any], str | None]  # None when the analysis applies to the run
+
+
+def _needs_step0(run: Any) -> str | None:
+    return None if any(0 in run.steps(r) for r in run.regimes) else "no step 0 (θ0) cached"
+
+
+def _needs_params(run: Any) -> str | None:
+    return _needs_step0(run) or (None if has_params(run) else "no θ snapshots in the run file")
+
+
+def _rows_only(module: Any, fn: Callable[[Any], pd.DataFrame], skip=_needs_step0) -> Analysis:
+    """An analysis whose rows of all runs are plotted together by ``module.plot``."""
+    return Analysis(module.NAME, lambda run, _dir: fn(run), module.plot, module.headline, skip)
+
+
+def _self_plotting(module: Any, skip=_needs_step0, compute=None) -> Analysis:
+    """An analysis whose ``analyze_run(run, out_dir)`` (or ``compute``) draws its own per-run
+    figures (into ``<out>/run<i>/`` when several runs are analyzed)."""
+
+    def figures(df: pd.DataFrame, out: Path) -> list[Path]:
+        dirs = [out] if df["run"].nunique() <= 1 else sorted(out.glob("run[0-9]*/"))
+        return [p for d in dirs for p in sorted(d.glob(f"{module.NAME}_*.png"))]
+
+    return Analysis(module.NAME, compute or module.analyze_run, figures, module.headline, skip)
+
+
+ANALYSES: dict[str, Analysis] = {a.name: a for a in (
+    _rows_only(change, change.representation_change),
+    _rows_only(gradient_span, gradient_span.gradient_span),
+    _rows_only(kernel_drift, kernel_drift.kernel_drift, _needs_params),
+    _rows_only(probing, probing.probing, lambda run: None),
+    _self_plotting(featviz, compute=lambda run, d: featviz.analyze_run(
+        run, d, actmax=has_params(run))),  # activation maximization needs θ snapshots
+    _self_plotting(fourier_run, _needs_params),
+)}
+
+
+def run_files(runs: Sequence[str | os.PathLike]) -> list[Path]:
+    """Run files from paths that are run files or run directories holding ``run.h5``."""
+    out = []
+    for r in runs:
+        p = Path(r)
+        if p.is_dir():
+            p = p / "run.h5"
+        if not p.is_file():
+            raise FileNotFoundError(f"no run file at {str(p)!r} (give run.h5 files or run "
+                                    "directories that contain one)")
+        out.append(p)
+    return out
+
+
+def _jsonable(x: Any) -> Any:
+    """NaN/inf → None, numpy scalars → Python numbers, recursively."""
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if hasattr(x, "item"):
+        x = x.item()
+    return None if isinstance(x, float) and not math.isfinite(x) else x
+
+
+def analyze(runs: Sequence[str | os.PathLike] | str | os.PathLike, out_dir: str | os.PathLike,
+            only: Sequence[str] | None = None) -> Path:
+    """Run every applicable analysis (or those named in ``only``); returns summary.json's path.
+
+    BLAS and torch run on one thread meanwhile (torch's setting is restored afterwards):
+    the matrices are small, and multithreaded OpenBLAS / torch slowed these analyses down
+    2–100× when the cores were oversubscribed.
+    """
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    from .. import __version__
+    from ..store import open_run
+
+    names = list(only) if only else list(ANALYSES)
+    bad = [n for n in names if n not in ANALYSES]
+    if bad:
+        raise ValueError(f"unknown analysis {bad}; valid: {list(ANALYSES)}")
+    paths = run_files([runs] if isinstance(runs, (str, os.PathLike)) else runs)
+    opened = [open_run(p) for p in paths]
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    summary: dict[str, Any] = {
+        "tangentlens_version": __version__,
+        "runs": [{"path": str(r.path), "label": run_label(r), **config_columns(r),
+                  "regimes": {g: r.steps(g) for g in r.regimes}, "hooks": r.hooks}
+                 for r in opened],
+        "analyses": {}, "skipped": {}}
+    torch_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(1, user_api="blas"):
+            _run_analyses(names, opened, out, summary)
+    finally:
+        torch.set_num_threads(torch_threads)
+        for run in opened:
+            run.close()
+    path = out / "summary.json"
+    path.write_text(json.dumps(_jsonable(summary), indent=1))
+    return path
+
+
+def _run_analyses(names: list[str], opened: list[Any], out: Path, summary: dict) -> None:
+    """Compute, write and summarize each analysis in ``names`` over the opened runs."""
+    for name in names:
+        a = ANALYSES[name]
+        frames, skipped = [], []
+        for i, run in enumerate(opened):
+            reason = a.skip_reason(run)
+            fig_dir = out if len(opened) == 1 else out / f"run{i}"
+            df = a.compute(run, fig_dir) if reason is None else None
+            if df is not None and df.empty:
+                reason = "no rows: the analysis does not apply to this run"
+            if reason is None:
+                frames.append(df)
+            else:
+                skipped.append(f"{run_label(run)}: {reason}")
+        if skipped:
+            summary["skipped"][name] = skipped
+        if not frames:
+            continue
+        df = pd.concat(frames, ignore_index=True)
+        df.to_csv(out / f"{name}.csv", index=False)
+        figures = a.plot(df, out)
+        summary["analyses"][name] = {
+            "csv": f"{name}.csv", "rows": len(df), "headline": a.headline(df),
+            "figures": [p.relative_to(out).as_posix() for p in figures]}
