@@ -7,11 +7,11 @@ import time
 from pathlib import Path
 
 QUICKSTART = [
-    "name=quickstart_digits", "data.name=digits", "model.kind=mlp", "model.width=512",
+    "name=quickstart_digits", "data.name=digits", "model.kind=mlp", "model.width=256",
     "model.depth=2", "model.activation=relu", "model.parametrization=ntk",
     "train.regimes=[sgd,linearized,kernel]", "train.optimizer=sgd", "train.lr=1.0",
-    "train.momentum=0.9", "train.loss=mse", "train.steps=600", "train.batch_size=128",
-    "train.checkpoints=6", "probe.n_train=512", "probe.n_test=256",
+    "train.momentum=0.9", "train.loss=mse", "train.steps=400", "train.batch_size=128",
+    "train.checkpoints=5", "probe.n_train=256", "probe.n_test=256",
 ]
 
 
