@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
+# idle OpenMP threads yield instead of spinning: keeps 2-core timings stable under load
+export OMP_WAIT_POLICY ?= PASSIVE
 STAMP := $(VENV)/.tangentlens-installed
 
 .PHONY: demo test test-fast test-slow bench clean setup

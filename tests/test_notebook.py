@@ -16,7 +16,8 @@ def test_explore_cache_notebook(tmp_path, monkeypatch):
     out = tmp_path / "run"
     assert main(["run", str(NOTEBOOK.parent / "configs" / "digits_mlp.yaml"), "--out", str(out),
                  "model.width=32", "train.steps=20", "train.checkpoints=3", "train.progress=false",
-                 "probe.n_train=64", "probe.n_test=64"]) == 0
+                 "probe.n_train=64", "probe.n_test=64",
+                 "train.kernel_max_train=128"]) == 0
     monkeypatch.setenv("TANGENTLENS_RUN", str(out / "run.h5"))
     nb = nbformat.read(NOTEBOOK, as_version=4)
     NotebookClient(nb, timeout=300, kernel_name="python3",

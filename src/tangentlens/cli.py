@@ -109,8 +109,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(bad)}")
     if extra:
         args.overrides = [*args.overrides, *extra]
+    from .sweep import SweepError
+
     try:
         args.func(args)
+    except SweepError as e:
+        print(f"tangentlens {args.command}: {e}", file=sys.stderr)
+        return 1
     except (ValueError, KeyError, FileNotFoundError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"tangentlens {args.command}: error: {msg}", file=sys.stderr)
