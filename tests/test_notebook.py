@@ -15,7 +15,7 @@ NOTEBOOK = Path(__file__).parents[1] / "analyses" / "explore_cache.ipynb"
 def test_explore_cache_notebook(tmp_path, monkeypatch):
     out = tmp_path / "run"
     assert main(["run", str(NOTEBOOK.parent / "configs" / "digits_mlp.yaml"), "--out", str(out),
-                 "model.width=32", "train.steps=20", "train.checkpoints=3", "train.progress=false",
+                 "model.width=64", "train.lr=0.2", "train.steps=20", "train.checkpoints=3", "train.progress=false",
                  "probe.n_train=64", "probe.n_test=64",
                  "train.kernel_max_train=128"]) == 0
     monkeypatch.setenv("TANGENTLENS_RUN", str(out / "run.h5"))
