@@ -22,8 +22,7 @@ demo: $(STAMP)
 	$(VENV)/bin/tangentlens quickstart
 
 test: $(STAMP)
-	$(PY) -m pytest -q -m "not slow" tests
-	$(PY) -m pytest -q -m slow tests
+	$(PY) -m pytest -q tests
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow" tests

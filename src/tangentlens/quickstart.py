@@ -11,7 +11,8 @@ QUICKSTART = [
     "model.depth=2", "model.activation=relu", "model.parametrization=ntk",
     "train.regimes=[sgd,linearized,kernel]", "train.optimizer=sgd", "train.lr=1.0",
     "train.momentum=0.9", "train.loss=mse", "train.steps=400", "train.batch_size=128",
-    "train.checkpoints=5", "probe.n_train=256", "probe.n_test=256",
+    "train.checkpoints=5", "train.kernel_max_train=1024", "probe.n_train=256",
+    "probe.n_test=256",
 ]
 
 
