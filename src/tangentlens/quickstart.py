@@ -9,8 +9,8 @@ from pathlib import Path
 QUICKSTART = [
     "name=quickstart_digits", "data.name=digits", "model.kind=mlp", "model.width=256",
     "model.depth=2", "model.activation=relu", "model.parametrization=ntk",
-    "train.regimes=[sgd,linearized,kernel]", "train.optimizer=sgd", "train.lr=1.0",
-    "train.momentum=0.9", "train.loss=mse", "train.steps=400", "train.batch_size=128",
+    "train.regimes=[sgd,linearized,kernel]", "train.optimizer=sgd", "train.lr=0.5",
+    "train.momentum=0.9", "train.loss=mse", "train.steps=300", "train.batch_size=128",
     "train.checkpoints=5", "train.kernel_max_train=1024", "probe.n_train=256",
     "probe.n_test=256",
 ]
@@ -30,10 +30,10 @@ def quickstart(out: str | Path = "data/quickstart") -> str:
     result = run(cfg, out_dir=out / "run")
     for regime, rows in result.metrics.items():
         print(f"      {regime:>10}: test acc {rows[-1]['test_acc']:.3f}, test loss {rows[-1]['test_loss']:.4f}")
-    print("[2/3] analyzing cached activations ...", flush=True)
+    print(f"      ({time.perf_counter() - t0:.0f} s)\n[2/3] analyzing cached activations ...", flush=True)
     from .analyses.run_all import analyze
 
     analyze([result.path], out / "analysis")
-    print("[3/3] writing the report ...", flush=True)
+    print(f"      ({time.perf_counter() - t0:.0f} s)\n[3/3] writing the report ...", flush=True)
     report = write_report([result.path], out / "report.html", analysis_dir=out / "analysis")
     return f"done in {time.perf_counter() - t0:.0f} s; report: {report}"

@@ -23,6 +23,7 @@ from .config import RunConfig
 from .regimes import Trainer, accuracy, loss_fn, targets
 
 EVAL_MAX_TRAIN = 2048  # training metrics use a fixed subset of at most this many points
+DIVERGENCE_FACTOR = 1e6  # a regime diverged when its batch loss is non-finite or this × its first
 
 
 @dataclass
@@ -212,8 +213,9 @@ def run(cfg: RunConfig, out_dir: str | Path | None = None, resume: bool = False)
                 break
             idx = batches(step)
             loss = trainer.step(x_train[idx], y_train[idx])
+            first_loss = loss if step == start else first_loss
             bar.update(1)
-            if not math.isfinite(loss):
+            if not math.isfinite(loss) or loss > DIVERGENCE_FACTOR * max(first_loss, 1e-12):
                 result.diverged[regime] = step
                 tqdm.write(f"regime '{regime}' diverged at step {step} (loss={loss}); "
                            "it stops here, the other regimes continue")
