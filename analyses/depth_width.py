@@ -20,7 +20,6 @@ and OUT/report.html; runs live in OUT/depth=…__width=…__seed=…/ (restartab
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -28,8 +27,8 @@ from pathlib import Path
 import matplotlib as mpl
 import numpy as np
 import pandas as pd
-import torch
 
+from tangentlens.analyses import experiment
 from tangentlens.analyses.kernel_drift import kernel_drift
 from tangentlens.analyses.metrics import relative_change
 from tangentlens.analyses.scaling import (fit_slopes, html_section, scaling_figure, slope_text,
@@ -121,14 +120,9 @@ def caption(df: pd.DataFrame, fits: pd.DataFrame) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--scale", choices=SCALES, default="default")
-    ap.add_argument("--out", default="data/depth_width")
+    ap = experiment.parser(__doc__, "depth_width", list(SCALES))
     ap.add_argument("--jobs", type=int, default=1, help="worker processes (1 torch thread each)")
-    ap.add_argument("--threads", type=int, default=1,
-                    help="torch threads with --jobs 1 (small matmuls: more threads rarely help)")
-    args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    args = experiment.parse(ap, argv)
     out, scale, t0 = Path(args.out), SCALES[args.scale], time.time()
     index = run_sweep(CONFIG, [
         f"train.steps={scale['steps']}", f"train.device={scale['device']}",

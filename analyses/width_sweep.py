@@ -19,7 +19,6 @@ runs live in OUT/<task>/<parametrization>/width=…__seed=…/ (restartable, OUT
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import time
@@ -27,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
+from tangentlens.analyses import experiment
 from tangentlens.analyses.metrics import relative_change
 from tangentlens.analyses.probes import fit_probe
 from tangentlens.analyses.scaling import (fit_slopes, html_section, scaling_figure, slope_text,
@@ -180,14 +179,9 @@ def caption(df: pd.DataFrame, slopes: pd.DataFrame, task: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--scale", choices=SCALES, default="default")
-    ap.add_argument("--out", default="data/width_sweep")
+    ap = experiment.parser(__doc__, "width_sweep", list(SCALES))
     ap.add_argument("--jobs", type=int, default=1, help="worker processes (1 torch thread each)")
-    ap.add_argument("--threads", type=int, default=1,
-                    help="torch threads with --jobs 1 (small matmuls: more threads rarely help)")
-    args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    args = experiment.parse(ap, argv)
     out, scale, t0 = Path(args.out), SCALES[args.scale], time.time()
     index = sweep(out, scale, args.jobs)
     t_train = time.time() - t0

@@ -26,8 +26,9 @@ def parser(doc: str | None, name: str, scales: Sequence[str]) -> argparse.Argume
                    help="problem size: %(choices)s (default: %(default)s; full is for a GPU)")
     p.add_argument("--out", type=Path, default=Path("data") / name,
                    help="output directory (default: %(default)s)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads (default: torch's; 1 is fastest on a busy machine)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (default 1: small matmuls rarely gain from more, "
+                        "and a busy machine loses a lot)")
     return p
 
 
