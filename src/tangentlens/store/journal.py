@@ -76,7 +76,21 @@ def rollback(path: str | os.PathLike) -> bool:
     return True
 
 
-class JournaledFile:
+class _Positioned:
+    """``tell``/``read`` for the file-like classes below (they define ``_pos``, ``readinto``)."""
+
+    _pos: int
+
+    def tell(self) -> int:
+        return self._pos
+
+    def read(self, n: int) -> bytes:
+        buf = bytearray(n)
+        self.readinto(buf)
+        return bytes(buf)
+
+
+class JournaledFile(_Positioned):
     """Read/write file object for h5py's ``fileobj`` driver; :meth:`commit` ends the session."""
 
     def __init__(self, path: str | os.PathLike):
@@ -108,14 +122,6 @@ class JournaledFile:
             pos += os.fstat(self._fd).st_size
         self._pos = pos
         return self._pos
-
-    def tell(self) -> int:
-        return self._pos
-
-    def read(self, n: int) -> bytes:
-        buf = bytearray(n)
-        self.readinto(buf)
-        return bytes(buf)
 
     def readinto(self, buf) -> int:
         view = memoryview(buf).cast("B")
@@ -151,7 +157,7 @@ class JournaledFile:
         journal_path(self.path).unlink()
 
 
-class SnapshotFile:
+class SnapshotFile(_Positioned):
     """Read-only file object showing ``path`` as it was before its uncommitted session."""
 
     def __init__(self, path: str | os.PathLike):
@@ -163,14 +169,6 @@ class SnapshotFile:
     def seek(self, pos: int, whence: int = 0) -> int:
         self._pos = {0: 0, 1: self._pos, 2: self._len}[whence] + pos
         return self._pos
-
-    def tell(self) -> int:
-        return self._pos
-
-    def read(self, n: int) -> bytes:
-        buf = bytearray(n)
-        self.readinto(buf)
-        return bytes(buf)
 
     def readinto(self, buf) -> int:
         view = memoryview(buf).cast("B")
