@@ -28,10 +28,10 @@ import matplotlib as mpl
 import numpy as np
 import pandas as pd
 
-from tangentlens.analyses import experiment
-from tangentlens.analyses.kernel_drift import kernel_drift
-from tangentlens.analyses.metrics import relative_change
-from tangentlens.analyses.scaling import (fit_slopes, html_section, scaling_figure, slope_text,
+from tangentlens.experiments import cli as experiment
+from tangentlens.lenses.kernel_drift import kernel_drift
+from tangentlens.metrics import relative_change
+from tangentlens.experiments.scaling import (fit_slopes, html_section, scaling_figure, slope_text,
                                           write_html)
 from tangentlens.store import open_runs
 from tangentlens.sweep import run_sweep

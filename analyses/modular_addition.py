@@ -30,8 +30,8 @@ from pathlib import Path
 import pandas as pd
 
 from tangentlens import plots
-from tangentlens.analyses.experiment import parse, parser, write_section
-from tangentlens.analyses.fourier_run import analyze_run
+from tangentlens.experiments.cli import parse, parser, write_section
+from tangentlens.lenses.fourier import analyze_run
 from tangentlens.config import load_config
 from tangentlens.store import open_run
 from tangentlens.train import run

@@ -32,7 +32,7 @@ import torch
 import yaml
 
 from tangentlens import plots
-from tangentlens.analyses.experiment import parse, parser, write_section
+from tangentlens.experiments.cli import parse, parser, write_section
 from tangentlens.config import RunConfig, apply_overrides
 from tangentlens.ntk import infinite_width_predict
 from tangentlens.regimes import accuracy, loss_fn, targets

@@ -37,8 +37,8 @@ import torch
 import yaml
 
 from tangentlens import data, plots
-from tangentlens.analyses.experiment import parse, parser, write_section
-from tangentlens.analyses.finetune import features, fit, linear_probe, score, trainer_at
+from tangentlens.experiments.cli import parse, parser, write_section
+from tangentlens.experiments.finetune import features, fit, linear_probe, score, trainer_at
 from tangentlens.config import RunConfig, apply_overrides
 from tangentlens.store import open_run
 from tangentlens.train import prepare, run

@@ -27,10 +27,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tangentlens.analyses import experiment
-from tangentlens.analyses.metrics import relative_change
-from tangentlens.analyses.probes import fit_probe
-from tangentlens.analyses.scaling import (fit_slopes, html_section, scaling_figure, slope_text,
+from tangentlens.experiments import cli as experiment
+from tangentlens.metrics import relative_change
+from tangentlens.metrics.probes import fit_probe
+from tangentlens.experiments.scaling import (fit_slopes, html_section, scaling_figure, slope_text,
                                           write_html)
 from tangentlens.store import open_runs, write_index
 from tangentlens.sweep import run_sweep

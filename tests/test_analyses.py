@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 import torch
 
-from tangentlens.analyses.gradient_span import n_points, output_gradients
-from tangentlens.analyses.run_all import ANALYSES, analyze
-from tangentlens.analyses.tables import COLUMNS
+from tangentlens.lenses.gradient_span import n_points, output_gradients
+from tangentlens.lenses.registry import ANALYSES, analyze
+from tangentlens.lenses.tables import COLUMNS
 from tangentlens.config import ModelConfig, RunConfig
 from tangentlens.models import build_model
 from tangentlens.train import run as train_run

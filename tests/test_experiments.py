@@ -16,7 +16,7 @@ import pytest
 import torch
 from torch.func import functional_call, jacrev
 
-from tangentlens.analyses.finetune import features, fit, linear_probe, score, trainer_at
+from tangentlens.experiments.finetune import features, fit, linear_probe, score, trainer_at
 from tangentlens.config import RunConfig
 from tangentlens.models import build_model
 

@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from tangentlens.analyses import featviz, fourier_run
-from tangentlens.analyses.actmax import maximize_activation
-from tangentlens.analyses.embedding import pca_embedding
-from tangentlens.analyses.runmodel import model_at_init
-from tangentlens.analyses.topk import pca_directions, plot_grid, top_k, unit_matrix
+from tangentlens.lenses import featviz, fourier as fourier_run
+from tangentlens.metrics.actmax import maximize_activation
+from tangentlens.metrics.embedding import pca_embedding
+from tangentlens.rebuild import model_at_init
+from tangentlens.metrics.units import pca_directions, top_k, unit_matrix
+from tangentlens.plots.grids import plot_grid
 from tangentlens.config import load_config
 from tangentlens.linearize import linearize
 from tangentlens.models import build_model

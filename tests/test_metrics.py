@@ -7,8 +7,8 @@ import pytest
 import scipy.linalg
 import torch
 
-from tangentlens.analyses import fourier as F
-from tangentlens.analyses import metrics as M
+from tangentlens.metrics import fourier as F
+from tangentlens import metrics as M
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import torch
 from sklearn.linear_model import LogisticRegression, RidgeCV
 from sklearn.preprocessing import StandardScaler
 
-from tangentlens.analyses.probes import ALPHA_GRID, _train_span, fit_probe
+from tangentlens.metrics.probes import ALPHA_GRID, _train_span, fit_probe
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from tangentlens import train
-from tangentlens.analyses.scaling import fit_slope, fit_slopes
+from tangentlens.experiments.scaling import fit_slope, fit_slopes
 from tangentlens.config import ConfigError
 from tangentlens.store import open_run, open_runs
 from tangentlens.sweep import SweepError, expand_grid, run_names, run_sweep

@@ -31,7 +31,7 @@ def _cmd_index(args: argparse.Namespace) -> None:
 
 
 def _cmd_analyze(args: argparse.Namespace) -> None:
-    from .analyses.run_all import analyze
+    from .lenses.registry import analyze
 
     print(f"wrote {analyze(args.runs, args.out, only=args.only)}")
 
@@ -55,7 +55,7 @@ def _cmd_quickstart(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from .version import __version__
 
     p = argparse.ArgumentParser(prog="tangentlens", description=(
         "Train a network and its linearization as a matched pair, cache activations, "

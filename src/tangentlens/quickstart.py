@@ -31,7 +31,7 @@ def quickstart(out: str | Path = "data/quickstart") -> str:
     for regime, rows in result.metrics.items():
         print(f"      {regime:>10}: test acc {rows[-1]['test_acc']:.3f}, test loss {rows[-1]['test_loss']:.4f}")
     print(f"      ({time.perf_counter() - t0:.0f} s)\n[2/3] analyzing cached activations ...", flush=True)
-    from .analyses.run_all import analyze
+    from .lenses.registry import analyze
 
     analyze([result.path], out / "analysis")
     print(f"      ({time.perf_counter() - t0:.0f} s)\n[3/3] writing the report ...", flush=True)

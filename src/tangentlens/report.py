@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from .analyses.run_all import analyze
+from .lenses.registry import analyze
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .options import cfg_get
 from .parametrization import PARAMETRIZATIONS
 
 if TYPE_CHECKING:
@@ -70,9 +71,3 @@ def param_groups(model: torch.nn.Module, lr: float, optimizer: str = "sgd") -> l
         group["params"].append(p)
         group["names"].append(name)
     return list(groups.values())
-
-
-def cfg_get(cfg: Any, name: str, default: Any) -> Any:
-    """``cfg.name``, or ``default`` when it is missing or None."""
-    value = getattr(cfg, name, None)
-    return default if value is None else value

@@ -15,7 +15,7 @@ from torch.nn import functional as F
 from transformer_lens import HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
-from . import cfg_get
+from .options import cfg_get
 from .layers import ScaledConv, ScaledLinear
 from .parametrization import LayerScale, layer_scale
 

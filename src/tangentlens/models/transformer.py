@@ -17,7 +17,7 @@ from transformer_lens import HookedTransformer, HookedTransformerConfig
 from transformer_lens.hook_points import HookPoint
 from transformer_lens.utilities import SUPPORTED_ACTIVATIONS
 
-from . import cfg_get
+from .options import cfg_get
 
 NORMALIZATION_TYPES = (None, "LN", "LNPre", "RMS", "RMSPre")
 # The one warning HookedTransformer.__init__ always emits (TL 3.x).

@@ -18,7 +18,7 @@ import math
 
 import torch
 
-from tangentlens.ntk.empirical import check_choice
+from tangentlens.ntk.jacobian import check_choice
 from tangentlens.ntk.regression import solve_psd
 
 ACTIVATIONS = ("relu", "erf")

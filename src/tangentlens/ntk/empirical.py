@@ -18,54 +18,13 @@ from torch.func import functional_call, jacrev, jvp, vjp, vmap
 from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import FlopCounterMode
 
-Params = dict[str, torch.Tensor]
+from tangentlens.ntk.jacobian import (Params, check_choice, contract, default_params,
+                                     jacobian_features, output_dim)
+from tangentlens.ntk.structured import linear_layers, structured_ops
+
 MODES = ("full", "trace", "diagonal")
 IMPLEMENTATIONS = ("jacobian", "ntk_vp", "structured", "auto")
 CACHE_FLOATS = 2**27  # x2 block features are kept when they fit in max(output, this)
-
-
-def check_choice(name: str, value: str, valid: tuple[str, ...]) -> str:
-    if value not in valid:
-        raise ValueError(f"{name}={value!r}; valid: {', '.join(valid)}")
-    return value
-
-
-def default_params(model: nn.Module, params: Params | None = None) -> Params:
-    """``params`` (or the model's own parameters), detached."""
-    params = dict(model.named_parameters()) if params is None else params
-    return {k: v.detach() for k, v in params.items()}
-
-
-def output_dim(model: nn.Module, params: Params, x: torch.Tensor) -> int:
-    """O, checking that the model maps (n, ...) to (n, O)."""
-    with torch.no_grad():
-        out = functional_call(model, params, (x[:1],))
-    if out.ndim != 2:
-        raise ValueError(f"model output must have shape (n, O); got {tuple(out.shape)}")
-    return out.shape[1]
-
-
-def jacobian_features(model: nn.Module, params: Params, names: list[str],
-                      x: torch.Tensor) -> torch.Tensor:
-    """Per-sample Jacobian (b, O, P_names) w.r.t. the parameters ``names`` (others fixed)."""
-    fixed = {k: v for k, v in params.items() if k not in names}
-
-    def f(p: Params, xi: torch.Tensor) -> torch.Tensor:
-        return functional_call(model, {**fixed, **p}, (xi.unsqueeze(0),)).squeeze(0)
-
-    jac = vmap(jacrev(f), in_dims=(None, 0))({k: params[k] for k in names}, x)
-    return torch.cat([j.flatten(2) for j in jac.values()], dim=2)
-
-
-def contract(a1: torch.Tensor, a2: torch.Tensor, mode: str) -> torch.Tensor:
-    """Σ_d a1[i,a,d] a2[j,b,d] for (b, O, D) factors, reduced to ``mode``'s layout."""
-    (b1, n_out, dim), b2 = a1.shape, a2.shape[0]
-    if mode == "trace":
-        return a1.reshape(b1, -1) @ a2.reshape(b2, -1).T
-    if mode == "diagonal":
-        return torch.bmm(a1.transpose(0, 1), a2.permute(1, 2, 0)).permute(1, 2, 0)
-    k = a1.reshape(b1 * n_out, dim) @ a2.reshape(b2 * n_out, dim).T
-    return k.view(b1, n_out, b2, n_out).permute(0, 2, 1, 3)
 
 
 def _vjp_rows(model: nn.Module, params: Params, x2: torch.Tensor, n_out: int) -> Params:
@@ -147,7 +106,6 @@ def pair_flops(model: nn.Module, params: Params, x: torch.Tensor, mode: str,
     of one sample (the tangent pass of a jvp); structured 2·O^m·(Σ fan_out + P_rest) +
     2·Σ fan_in over its linear layers (readout fan_out excluded: its G is the identity).
     """
-    from tangentlens.ntk.structured import linear_layers
 
     with FlopCounterMode(display=False) as counter:
         layers = linear_layers(model, params, x[:1])
@@ -202,7 +160,6 @@ def empirical_ntk(model: nn.Module, x1: torch.Tensor, x2: torch.Tensor | None = 
         return _blocked(x1, x2, (block_size, max(1, block_size // n_out)), shape, dtype,
                         lambda x: x, lambda x: _vjp_rows(model, params, x, n_out),
                         lambda a, b: _jvp_push(model, params, a, b, mode, n_out))
-    from tangentlens.ntk.structured import structured_ops
 
     features, pair = structured_ops(model, params, x1, mode, n_out)
     return _blocked(x1, x2, sizes, shape, dtype, features, features, pair)

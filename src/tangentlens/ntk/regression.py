@@ -13,8 +13,8 @@ import torch
 from torch import nn
 from torch.func import functional_call, vjp
 
-from tangentlens.ntk.empirical import (IMPLEMENTATIONS, Params, check_choice, default_params,
-                                      empirical_ntk)
+from tangentlens.ntk.empirical import IMPLEMENTATIONS, empirical_ntk
+from tangentlens.ntk.jacobian import Params, check_choice, default_params
 
 
 EIGH_MAX = 4096  # above this size a singular kernel is regularized by jitter, not eigh

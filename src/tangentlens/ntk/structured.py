@@ -22,7 +22,7 @@ from torch import nn
 from torch.func import functional_call
 
 from tangentlens.models.layers import ScaledLinear
-from tangentlens.ntk.empirical import Params, contract, jacobian_features
+from tangentlens.ntk.jacobian import Params, contract, jacobian_features
 
 
 @dataclass(frozen=True)

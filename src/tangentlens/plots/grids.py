@@ -1,47 +1,15 @@
-"""Top-k activating probe examples for a unit of a hook, and the example-grid figure.
-
-A *unit* is a linear read-out w of a hook's unit vector: a neuron (one-hot w) or a θ0 PCA
-direction. Units of a hook: MLP features as they are, CNN channels averaged over space,
-transformer features at the last position (the "=" token, where the answer is read).
-"""
+"""Example grids (top-k inputs per regime) and 2-D embedding scatters, one row or panel
+per regime in its fixed colour."""
 
 from __future__ import annotations
 
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from .. import plots
-from .metrics import as_features
-
-
-def unit_matrix(acts: Any, kind: str) -> Any:
-    """(n, units) from hook activations (n, ...): numpy in → numpy out, torch in → torch out."""
-    if kind == "transformer":
-        acts = acts[:, -1]
-    elif acts.ndim > 2:
-        acts = acts.mean(axis=tuple(range(2, acts.ndim)))
-    return acts.reshape(acts.shape[0], -1)
-
-
-def top_k(scores: Any, k: int) -> np.ndarray:
-    """Indices of the k largest scores, largest first (ties: lower index first)."""
-    s = np.asarray(scores, dtype=np.float64).ravel()
-    if not 1 <= k <= s.size:
-        raise ValueError(f"k must be in 1..{s.size} (number of examples), got {k}")
-    part = np.argpartition(-s, k - 1)[:k]
-    return part[np.lexsort((part, -s[part]))]
-
-
-def pca_directions(u: Any, n: int) -> np.ndarray:
-    """Top-n principal directions (n, units) of the rows of ``u``; the largest |entry| is > 0."""
-    a = as_features(u, "u", min_rows=2)
-    _, _, vt = np.linalg.svd(a - a.mean(0), full_matrices=False)
-    v = vt[:n]
-    return v * np.sign(v[np.arange(len(v)), np.abs(v).argmax(1)])[:, None]
+from . import style as plots
 
 
 def plot_grid(rows: Sequence[tuple[str, str, np.ndarray, Sequence[str]]],
@@ -92,3 +60,24 @@ def _draw(ax, x: np.ndarray, line: bool, tokens: bool, color: str) -> None:
             img = (img - img.min()) / (np.ptp(img) + 1e-12)
         ax.imshow(img, cmap="gray")
         ax.set(xticks=[], yticks=[])
+
+
+def plot_embeddings(panels: Sequence[tuple[str, str, np.ndarray]], labels: np.ndarray,
+                    axis_labels: tuple[str, str], title: str, path: str | Path) -> Path:
+    """Scatter per panel (label, regime, coords (n, 2)), points coloured by ``labels``."""
+    labels = np.asarray(labels)
+    labels = labels[:, 0] if labels.ndim > 1 else labels
+    discrete = labels.dtype.kind in "iu"
+    n_classes = len(np.unique(labels)) if discrete else 0
+    few = discrete and n_classes <= 10
+    cmap, norm = ("tab10", dict(vmin=-0.5, vmax=9.5)) if few else ("viridis", {})
+    fig, axes = plots.figure(1, len(panels), figsize=(3.3 * len(panels) + 0.9, 3.4))
+    for ax, (label, regime, xy) in zip(axes[0], panels):
+        sc = ax.scatter(xy[:, 0], xy[:, 1], c=labels, cmap=cmap, s=6, alpha=0.8, **norm)
+        ax.set_title(label, color=plots.color(regime), fontsize=9)
+        ax.set_xlabel(axis_labels[0])
+        ax.set_ylabel(axis_labels[1])
+    name = "class label" if discrete else "target (first output)"
+    fig.colorbar(sc, ax=axes[0].tolist(), label=name, shrink=0.85)
+    suptitle(fig, title)
+    return plots.save(fig, path)

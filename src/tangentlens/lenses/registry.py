@@ -10,63 +10,28 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+import importlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from . import change, featviz, fourier_run, gradient_span, kernel_drift, probing
-from .runmodel import has_params
+from .spec import Analysis
 from .tables import config_columns, run_label
 
 
-@dataclass(frozen=True)
-class Analysis:
-    """``compute(run, fig_dir)`` → tidy rows (a self-plotting analysis also draws that run's
-    figures into fig_dir); ``plot(all rows, out_dir)`` → figure paths; ``headline(all rows)``."""
-
-    name: str
-    compute: Callable[[Any, Path], pd.DataFrame]
-    plot: Callable[[pd.DataFrame, Path], list[Path]]
-    headline: Callable[[pd.DataFrame], dict]
-    skip_reason: Callable[[Any], str | None]  # None when the analysis applies to the run
-
-
-def _needs_step0(run: Any) -> str | None:
-    return None if any(0 in run.steps(r) for r in run.regimes) else "no step 0 (θ0) cached"
-
-
-def _needs_params(run: Any) -> str | None:
-    return _needs_step0(run) or (None if has_params(run) else "no θ snapshots in the run file")
-
-
-def _rows_only(module: Any, fn: Callable[[Any], pd.DataFrame], skip=_needs_step0) -> Analysis:
-    """An analysis whose rows of all runs are plotted together by ``module.plot``."""
-    return Analysis(module.NAME, lambda run, _dir: fn(run), module.plot, module.headline, skip)
-
-
-def _self_plotting(module: Any, skip=_needs_step0, compute=None) -> Analysis:
-    """An analysis whose ``analyze_run(run, out_dir)`` (or ``compute``) draws its own per-run
-    figures (into ``<out>/run<i>/`` when several runs are analyzed)."""
-
-    def figures(df: pd.DataFrame, out: Path) -> list[Path]:
-        dirs = [out] if df["run"].nunique() <= 1 else sorted(out.glob("run[0-9]*/"))
-        return [p for d in dirs for p in sorted(d.glob(f"{module.NAME}_*.png"))]
-
-    return Analysis(module.NAME, compute or module.analyze_run, figures, module.headline, skip)
-
-
-ANALYSES: dict[str, Analysis] = {a.name: a for a in (
-    _rows_only(change, change.representation_change),
-    _rows_only(gradient_span, gradient_span.gradient_span),
-    _rows_only(kernel_drift, kernel_drift.kernel_drift, _needs_params),
-    _rows_only(probing, probing.probing, lambda run: None),
-    _self_plotting(featviz, compute=lambda run, d: featviz.analyze_run(
-        run, d, actmax=has_params(run))),  # activation maximization needs θ snapshots
-    _self_plotting(fourier_run, _needs_params),
-)}
+# The registry: one line per analysis module (each exports ANALYSIS), in report order.
+NAMES = (
+    "change",
+    "gradient_span",
+    "kernel_drift",
+    "probing",
+    "featviz",
+    "fourier",
+)
+ANALYSES: dict[str, Analysis] = {
+    n: importlib.import_module(f"{__package__}.{n}").ANALYSIS for n in NAMES}
 
 
 def run_files(runs: Sequence[str | os.PathLike]) -> list[Path]:
@@ -105,7 +70,7 @@ def analyze(runs: Sequence[str | os.PathLike] | str | os.PathLike, out_dir: str 
     import torch
     from threadpoolctl import threadpool_limits
 
-    from .. import __version__
+    from ..version import __version__
     from ..store import open_run
 
     names = list(only) if only else list(ANALYSES)

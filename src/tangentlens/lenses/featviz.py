@@ -20,11 +20,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .actmax import maximize_activation
-from .embedding import pca_embedding, plot_embeddings, umap_embedding
-from .runmodel import load_params, model_at_init
+from ..metrics.actmax import maximize_activation
+from ..metrics.embedding import pca_embedding, umap_embedding
+from ..rebuild import has_params, load_params, model_at_init
+from .spec import self_plotting
 from .tables import frame
-from .topk import pca_directions, plot_grid, top_k, unit_matrix
+from ..metrics.units import pca_directions, top_k, unit_matrix
+from ..plots.grids import plot_embeddings, plot_grid
 
 NAME = "featviz"
 HookFn = Callable[[torch.Tensor, str], torch.Tensor]
@@ -224,3 +226,7 @@ def _caption(y: np.ndarray, value: float, kind: str) -> str:
         return f"{value:.3g}"
     label = f"{y}" if np.issubdtype(y.dtype, np.integer) else f"{y:.2g}"
     return f"y={label}: {value:.3g}"
+
+
+# activation maximization needs θ snapshots
+ANALYSIS = self_plotting(NAME, lambda run, d: analyze_run(run, d, actmax=has_params(run)), headline)

@@ -2,7 +2,7 @@
 
 The reference h0 is the hook's ``network`` activation at step 0 of the same regime (θ0,
 identical across regimes), on the same probe inputs. Every metric is computed by
-``analyses.metrics``; a metric that is undefined for some activation (e.g. zero variance)
+``tangentlens.metrics``; a metric that is undefined for some activation (e.g. zero variance)
 is recorded as NaN.
 """
 
@@ -15,7 +15,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import figures, metrics
+from .. import metrics
+from ..plots import curves as figures
+from .spec import rows_only
 from .tables import empty, final_values, frame, main_hooks, rows_of, safe, title_suffix
 
 NAME = "change"
@@ -120,3 +122,6 @@ def headline(df: pd.DataFrame) -> dict:
     """Final-step relative change and linear CKA per regime and view for the main hooks."""
     hooks = main_hooks(df["hook"].unique())
     return {m: final_values(df, m, hooks) for m in ("relative_change", "linear_cka")}
+
+
+ANALYSIS = rows_only(NAME, representation_change, plot, headline)

@@ -13,8 +13,8 @@ def model_at_init(run: Any) -> torch.nn.Module:
     When the run holds a step-0 θ snapshot, that snapshot is loaded, so the model is the
     recorded θ0 even if model construction changed since the run was written.
     """
-    from ..config import RunConfig
-    from ..train import prepare
+    from .config import RunConfig
+    from .train import prepare
 
     _, model = prepare(RunConfig.from_dict(run.config))
     for regime in run.regimes:

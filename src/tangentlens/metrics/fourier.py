@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from tangentlens.analyses.metrics import to_numpy
+from tangentlens.metrics.arrays import to_numpy
 
 
 def fourier_basis(p: int) -> np.ndarray:

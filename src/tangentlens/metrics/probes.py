@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from tangentlens.analyses.metrics import as_features, to_numpy
+from tangentlens.metrics.arrays import as_features, to_numpy
 
 C_GRID = np.logspace(-3, 1, 5)
 ALPHA_GRID = np.logspace(-3, 6, 19)

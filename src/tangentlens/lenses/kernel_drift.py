@@ -16,8 +16,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import figures, metrics
-from .runmodel import load_params, model_at_init
+from .. import metrics
+from ..plots import curves as figures
+from ..rebuild import load_params, model_at_init
+from .spec import needs_params, rows_only
 from .tables import empty, final_values, frame, rows_of, safe, title_suffix
 
 NAME = "kernel_drift"
@@ -81,3 +83,6 @@ def headline(df: pd.DataFrame) -> dict:
     """Final-step kernel distance and alignment per regime."""
     return {m: {r: v[HOOK] for r, v in final_values(df, m, [HOOK]).items()}
             for m in ("kernel_distance", "kernel_alignment")}
+
+
+ANALYSIS = rows_only(NAME, kernel_drift, plot, headline, needs_params)

@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import figures
-from .probes import fit_probe
+from ..plots import curves as figures
+from ..metrics.probes import fit_probe
+from .spec import rows_only
 from .tables import empty, final_values, frame, main_hooks, rows_of, title_suffix
 
 NAME = "probing"
@@ -90,3 +91,6 @@ def plot(df: pd.DataFrame, out_dir: str | Path) -> list[Path]:
 def headline(df: pd.DataFrame) -> dict:
     """Final-step main probe scores per regime (and view) and hook."""
     return {m: final_values(df, m) for m in _main_metrics(df)}
+
+
+ANALYSIS = rows_only(NAME, probing, plot, headline, skip=lambda run: None)

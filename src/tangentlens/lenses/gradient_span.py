@@ -18,8 +18,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import figures, metrics
-from .runmodel import model_at_init
+from .. import metrics
+from ..plots import curves as figures
+from ..rebuild import model_at_init
+from .spec import rows_only
 from .tables import empty, final_values, frame, main_hooks, rows_of, title_suffix
 
 NAME = "gradient_span"
@@ -116,3 +118,6 @@ def headline(df: pd.DataFrame) -> dict:
     """Final-step span fraction and its random baseline per regime and view."""
     hooks = main_hooks(df["hook"].unique())
     return {m: final_values(df, m, hooks) for m in ("span_fraction", "random_baseline")}
+
+
+ANALYSIS = rows_only(NAME, gradient_span, plot, headline)

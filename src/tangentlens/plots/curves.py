@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import plots
+from . import style as plots
 
 STEP_LABEL = "training step (symlog scale)"
 

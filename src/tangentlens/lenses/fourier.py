@@ -19,10 +19,11 @@ import torch
 
 from .. import plots
 from .featviz import final_step, hook_function, tidy_row, view_of
-from .fourier import fourier_basis, frequency_power, top_k_fraction
-from .runmodel import model_at_init
+from ..metrics.fourier import fourier_basis, frequency_power, top_k_fraction
+from ..rebuild import model_at_init
+from .spec import needs_params, self_plotting
 from .tables import empty, final_values, frame
-from .topk import suptitle
+from ..plots.grids import suptitle
 
 NAME = "fourier"
 EMBED, MLP_HOOK, ATTN_HOOK = "embed.W_E", "blocks.0.mlp.hook_post", "blocks.0.attn.hook_pattern"
@@ -195,3 +196,6 @@ def _plot_patterns(patterns: dict[str, np.ndarray], views: dict[str, str], title
     fig.colorbar(im, ax=axes.ravel().tolist(), label="mean attention weight", shrink=0.8)
     suptitle(fig, title)
     return plots.save(fig, path)
+
+
+ANALYSIS = self_plotting(NAME, analyze_run, headline, needs_params)

@@ -18,7 +18,7 @@ import torch
 from ..config import RunConfig
 from ..regimes import Trainer, accuracy, loss_fn, targets
 from ..train import Batches
-from .runmodel import load_params
+from ..rebuild import load_params
 
 ALPHAS = np.logspace(-4, 4, 17)
 

@@ -1,1 +1,0 @@
-"""Analyses: pure metrics on arrays (`metrics`, `probes`, `fourier`) and run-level analyses."""
