@@ -5,7 +5,7 @@ for ReLU nets at finite width the NTK fluctuates at init and moves during traini
 amount governed by depth/width, ≈ ∝ depth/width when it is small. A ReLU MLP in the NTK
 parametrization (``analyses/configs/depth_width.yaml``) is trained with SGD for a grid of
 depths × widths × seeds; from the θ snapshots at θ0 and the final step, the trace NTK on
-64 probe-test inputs (``analyses.kernel_drift``) gives the kernel relative change
+64 probe-test inputs (``tangentlens.lenses.kernel_drift``) gives the kernel relative change
 ‖K_T − K_0‖_F / ‖K_0‖_F and the kernel distance 1 − cos(K_T, K_0); the cached activations
 give the relative change ‖h − h0‖_F / ‖h0‖_F of each hidden post-activation (mean over
 layers). Each is fitted against depth/width on log-log axes (slope with 95% CI), pooled

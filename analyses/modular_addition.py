@@ -7,7 +7,7 @@ ordinary training with this optimizer; ``linearized`` trains the first-order Tay
 around the same θ0 with the same optimizer (weight decay acts on θ). Checkpoints are
 log-spaced. Per regime: train/test accuracy over steps, Fourier spectrum of W_E and its
 top-5 share over steps, 2-D Fourier power of the MLP neurons at "=", attention patterns
-(``analyses.fourier_run.analyze_run``; linearized in its tangent view).
+(``tangentlens.lenses.fourier.analyze_run``; linearized in its tangent view).
 
 Scales (the model and optimizer are the same at every scale):
 - ``full``: the paper's setting, p = 113, 30% of the pairs for training, 40,000 steps, cuda;

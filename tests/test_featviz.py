@@ -15,7 +15,7 @@ from tangentlens.rebuild import model_at_init
 from tangentlens.metrics.units import pca_directions, top_k, unit_matrix
 from tangentlens.plots.grids import plot_grid
 from tangentlens.config import load_config
-from tangentlens.linearize import linearize
+from tangentlens.linearized import linearize
 from tangentlens.models import build_model
 from tangentlens.store import Probe, open_run
 from tangentlens.train import run

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1] / "src" / "tangentlens"
 LAYERS: list[tuple[str, ...]] = [
     ("version", "config", "data", "store", "metrics", "plots"),
     ("models",),
-    ("linearize",),
+    ("linearized",),
     ("ntk", "regimes"),
     ("train",),
     ("rebuild",),

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.func import functional_call, jacrev
 
-from tangentlens.linearize import linearize
+from tangentlens.linearized import linearize
 from tangentlens.models import build_model
 
 CASES = {

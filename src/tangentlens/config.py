@@ -242,7 +242,13 @@ def apply_overrides(d: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
-    """Load a YAML config (or the defaults when ``path`` is None) and apply overrides."""
+    """Load a YAML config (or the defaults when ``path`` is None) and apply overrides.
+
+    >>> from tangentlens import load_config
+    >>> cfg = load_config(None, ["model.width=64", "train.steps=10"])
+    >>> cfg.model.width, cfg.train.steps, cfg.train.regimes[:2]
+    (64, 10, ['sgd', 'linearized'])
+    """
     import yaml
 
     d: dict[str, Any] = {}

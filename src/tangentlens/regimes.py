@@ -19,7 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .config import RunConfig
-from .linearize import Linearized
+from .linearized import Linearized
 
 
 def loss_fn(name: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

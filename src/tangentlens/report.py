@@ -88,7 +88,18 @@ def _headline_table(summary: dict) -> str:
 def write_report(runs, out: str | Path, analysis_dir: str | Path | None = None,
                  only: list[str] | None = None) -> Path:
     """Analyze ``runs`` (run files/dirs or an index) unless ``analysis_dir`` already holds a
-    summary.json, then write one self-contained HTML page to ``out``."""
+    summary.json, then write one self-contained HTML page to ``out``.
+
+    >>> import tempfile
+    >>> from tangentlens import load_config, run, write_report
+    >>> out = tempfile.mkdtemp()
+    >>> cfg = load_config(None, ["model.width=16", "train.steps=4", "train.checkpoints=2",
+    ...                          "train.regimes=[sgd,linearized]", "probe.n_train=8",
+    ...                          "probe.n_test=8", "train.batch_size=16"])
+    >>> page = write_report([run(cfg, out).path], out + "/report.html", only=["change"])
+    >>> "<img" in page.read_text()
+    True
+    """
     out = Path(out)
     paths = _resolve(runs)
     adir = Path(analysis_dir) if analysis_dir else out.parent / "analysis"

@@ -143,7 +143,17 @@ def _save_state(path: Path, state: dict) -> None:
 
 
 def run(cfg: RunConfig, out_dir: str | Path | None = None, resume: bool = False) -> RunResult:
-    """Train every regime of ``cfg``; with ``out_dir``, cache activations to ``out_dir/run.h5``."""
+    """Train every regime of ``cfg``; with ``out_dir``, cache activations to ``out_dir/run.h5``.
+
+    >>> from tangentlens import load_config, run
+    >>> cfg = load_config(None, ["model.width=16", "train.steps=20", "train.checkpoints=2",
+    ...                          "train.regimes=[sgd,linearized]", "train.batch_size=32"])
+    >>> result = run(cfg)                               # no out_dir: metrics only
+    >>> sorted(result.metrics), result.final("sgd")["step"]
+    (['linearized', 'sgd'], 20)
+    >>> result.final("sgd")["train_loss"] < result.metrics["sgd"][0]["train_loss"]
+    True
+    """
     device, dtype = torch.device(cfg.train.device), getattr(torch, cfg.train.dtype)
     ds, model0 = prepare(cfg)
     model0 = model0.to(device)
@@ -235,7 +245,7 @@ def _kernel_regime(cfg: RunConfig, model0, ds, x_train, y_train, checkpoint, cas
     """Closed-form kernel regression at θ0, recorded at step 0 (θ0) and the final step."""
     import copy
 
-    from .linearize import Linearized
+    from .linearized import Linearized
     from .ntk import kernel_regression
 
     n = min(len(y_train), cfg.train.kernel_max_train)

@@ -16,9 +16,9 @@ import numpy as np
 import torch
 
 from ..config import RunConfig
+from ..rebuild import load_params
 from ..regimes import Trainer, accuracy, loss_fn, targets
 from ..train import Batches
-from ..rebuild import load_params
 
 ALPHAS = np.logspace(-4, 4, 17)
 

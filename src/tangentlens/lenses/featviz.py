@@ -22,11 +22,11 @@ import torch
 
 from ..metrics.actmax import maximize_activation
 from ..metrics.embedding import pca_embedding, umap_embedding
+from ..metrics.units import pca_directions, top_k, unit_matrix
+from ..plots.grids import plot_embeddings, plot_grid
 from ..rebuild import has_params, load_params, model_at_init
 from .spec import self_plotting
 from .tables import frame
-from ..metrics.units import pca_directions, top_k, unit_matrix
-from ..plots.grids import plot_embeddings, plot_grid
 
 NAME = "featviz"
 HookFn = Callable[[torch.Tensor, str], torch.Tensor]
@@ -44,7 +44,7 @@ def hook_function(model0: torch.nn.Module, params: dict[str, torch.Tensor],
     ``network``: h(x; θ); ``tangent``: h(x; θ0) + J_h(x; θ0)(θ − θ0), θ0 = model0's weights,
     from the same jvp as ``Linearized.run_with_cache(view="tangent")`` (which is no-grad).
     """
-    from ..linearize import linearize
+    from ..linearized import linearize
 
     model = copy.deepcopy(model0).requires_grad_(False)
     lin = linearize(model) if view == "tangent" else None  # keeps θ0 = model0's weights

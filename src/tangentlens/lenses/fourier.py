@@ -18,12 +18,12 @@ import pandas as pd
 import torch
 
 from .. import plots
-from .featviz import final_step, hook_function, tidy_row, view_of
 from ..metrics.fourier import fourier_basis, frequency_power, top_k_fraction
+from ..plots.grids import suptitle
 from ..rebuild import model_at_init
+from .featviz import final_step, hook_function, tidy_row, view_of
 from .spec import needs_params, self_plotting
 from .tables import empty, final_values, frame
-from ..plots.grids import suptitle
 
 NAME = "fourier"
 EMBED, MLP_HOOK, ATTN_HOOK = "embed.W_E", "blocks.0.mlp.hook_post", "blocks.0.attn.hook_pattern"

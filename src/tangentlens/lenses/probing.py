@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..plots import curves as figures
 from ..metrics.probes import fit_probe
+from ..plots import curves as figures
 from .spec import rows_only
 from .tables import empty, final_values, frame, main_hooks, rows_of, title_suffix
 

@@ -7,10 +7,10 @@ in ``<out>/summary.json`` (schema: docs/analyses.md).
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import os
-import importlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,6 @@ import pandas as pd
 
 from .spec import Analysis
 from .tables import config_columns, run_label
-
 
 # The registry: one line per analysis module (each exports ANALYSIS), in report order.
 NAMES = (
@@ -66,12 +65,22 @@ def analyze(runs: Sequence[str | os.PathLike] | str | os.PathLike, out_dir: str 
     BLAS and torch run on one thread meanwhile (torch's setting is restored afterwards):
     the matrices are small, and multithreaded OpenBLAS / torch slowed these analyses down
     2–100× when the cores were oversubscribed.
+
+    >>> import json, tempfile
+    >>> from tangentlens import analyze, load_config, run
+    >>> out = tempfile.mkdtemp()
+    >>> cfg = load_config(None, ["model.width=16", "train.steps=4", "train.checkpoints=2",
+    ...                          "train.regimes=[sgd,linearized]", "probe.n_train=8",
+    ...                          "probe.n_test=8", "train.batch_size=16"])
+    >>> summary = analyze(run(cfg, out).path, out + "/analysis", only=["change"])
+    >>> json.loads(summary.read_text())["analyses"]["change"]["csv"]
+    'change.csv'
     """
     import torch
     from threadpoolctl import threadpool_limits
 
-    from ..version import __version__
     from ..store import open_run
+    from ..version import __version__
 
     names = list(only) if only else list(ANALYSES)
     bad = [n for n in names if n not in ANALYSES]

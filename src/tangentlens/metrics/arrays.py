@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+
 def to_numpy(x: Any, name: str = "x") -> np.ndarray:
     """Convert an array-like or torch tensor to a finite float64 numpy array."""
     if hasattr(x, "detach"):

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from .arrays import centered, paired, as_features
+from .arrays import as_features, centered, paired
 
 
 def linear_cka(x: Any, y: Any) -> float:

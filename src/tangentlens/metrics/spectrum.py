@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from .arrays import centered, as_features
+from .arrays import as_features, centered
 
 
 def _cov_spectrum(h: Any) -> np.ndarray:

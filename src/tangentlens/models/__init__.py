@@ -34,6 +34,14 @@ def build_model(model_cfg: Any, input_shape: tuple[int, ...], n_outputs: int,
     """Build a hooked model from any object with ModelConfig-like attributes.
 
     θ0 is a deterministic function of ``seed``; torch's global RNG is not touched.
+
+    >>> import torch
+    >>> from tangentlens import build_model, load_config
+    >>> model = build_model(load_config(None, ["model.width=32"]).model, (64,), 10, seed=0)
+    >>> model(torch.zeros(5, 64)).shape
+    torch.Size([5, 10])
+    >>> [h for h in model.hook_dict][:2]
+    ['layers.0.hook_pre', 'layers.0.hook_post']
     """
     kind = _choice("model.kind", cfg_get(model_cfg, "kind", "mlp"), MODEL_KINDS)
     _choice("model.parametrization", cfg_get(model_cfg, "parametrization", "sp"), PARAMETRIZATIONS)

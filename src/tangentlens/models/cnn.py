@@ -12,9 +12,9 @@ import torch
 from torch import nn
 from transformer_lens.hook_points import HookPoint
 
-from .options import cfg_get
 from .layers import ScaledConv, ScaledLinear
 from .mlp import Block, ScaledNet, read_config, scaled_kwargs
+from .options import cfg_get
 from .parametrization import layer_scale
 
 

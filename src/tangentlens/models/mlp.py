@@ -15,8 +15,8 @@ from torch.nn import functional as F
 from transformer_lens import HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
-from .options import cfg_get
 from .layers import ScaledConv, ScaledLinear
+from .options import cfg_get
 from .parametrization import LayerScale, layer_scale
 
 

@@ -14,12 +14,18 @@ from functools import partial
 
 import torch
 from torch import nn
-from torch.func import functional_call, jacrev, jvp, vjp, vmap
+from torch.func import functional_call, jvp, vjp, vmap
 from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import FlopCounterMode
 
-from tangentlens.ntk.jacobian import (Params, check_choice, contract, default_params,
-                                     jacobian_features, output_dim)
+from tangentlens.ntk.jacobian import (
+    Params,
+    check_choice,
+    contract,
+    default_params,
+    jacobian_features,
+    output_dim,
+)
 from tangentlens.ntk.structured import linear_layers, structured_ops
 
 MODES = ("full", "trace", "diagonal")
@@ -139,6 +145,16 @@ def empirical_ntk(model: nn.Module, x1: torch.Tensor, x2: torch.Tensor | None = 
       structured when linear layers carry the cost (MLPs; convnets with a linear readout,
       their convolutions then via Jacobians), jacobian without linear layers, ntk_vp when
       O·P exceeds the FLOPs of one forward (many outputs).
+
+    >>> import torch
+    >>> from tangentlens import build_model, empirical_ntk, load_config
+    >>> model = build_model(load_config(None, ["model.width=32"]).model, (8,), 3, seed=0)
+    >>> x = torch.randn(5, 8)
+    >>> empirical_ntk(model, x).shape                   # full: (n1, n2, O, O)
+    torch.Size([5, 5, 3, 3])
+    >>> k = empirical_ntk(model, x, mode="trace")
+    >>> torch.allclose(k, k.T, atol=1e-5), bool(torch.linalg.eigvalsh(k).min() > -1e-4)
+    (True, True)
     """
     check_choice("mode", mode, MODES)
     check_choice("implementation", implementation, IMPLEMENTATIONS)

@@ -16,7 +16,6 @@ from torch.func import functional_call, vjp
 from tangentlens.ntk.empirical import IMPLEMENTATIONS, empirical_ntk
 from tangentlens.ntk.jacobian import Params, check_choice, default_params
 
-
 EIGH_MAX = 4096  # above this size a singular kernel is regularized by jitter, not eigh
 
 
@@ -91,6 +90,14 @@ def kernel_regression(model: nn.Module, x_train: torch.Tensor, y_train: torch.Te
     """Solve (K + ridge·I) vec(α) = vec(Y − f0(X)) with K = empirical_ntk(X, X) (nO × nO).
 
     ``y_train`` has the output's shape (n, O) (one-hot or regression targets).
+
+    >>> import torch
+    >>> from tangentlens import build_model, kernel_regression, load_config
+    >>> model = build_model(load_config(None, ["model.width=32"]).model, (8,), 2, seed=0)
+    >>> x, y = torch.randn(6, 8, dtype=torch.float64), torch.randn(6, 2, dtype=torch.float64)
+    >>> kr = kernel_regression(model.double(), x, y)    # ridge 0: interpolates the train set
+    >>> torch.allclose(kr.predict(x), y, atol=1e-6)
+    True
     """
     check_choice("implementation", implementation, IMPLEMENTATIONS)
     params0 = default_params(model, params0)

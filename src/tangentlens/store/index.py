@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 import h5py
 
 from .layout import FORMAT_VERSION, KIND_INDEX, KIND_RUN, flatten
-from .reader import Run, _check_kind, open_hdf5
+from .opening import check_kind, open_hdf5
+from .reader import Run
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -42,7 +43,7 @@ def write_index(directory: str | os.PathLike, path: str | os.PathLike | None = N
         g = f.create_group("runs", track_order=True)
         for i, run in enumerate(runs):
             with open_hdf5(run) as rf:
-                _check_kind(run, rf, KIND_RUN)
+                check_kind(run, rf, KIND_RUN)
             g[f"run{i:04d}"] = h5py.ExternalLink(
                 Path(os.path.relpath(run, path.parent)).as_posix(), "/"
             )
@@ -52,7 +53,7 @@ def write_index(directory: str | os.PathLike, path: str | os.PathLike | None = N
 
 def _index_targets(path: Path) -> list[Path]:
     with open_hdf5(path) as f:
-        _check_kind(path, f, KIND_INDEX)
+        check_kind(path, f, KIND_INDEX)
         links = [f["runs"].get(name, getlink=True) for name in f["runs"]]
     return [path.parent / link.filename for link in links]
 
@@ -114,7 +115,20 @@ def open_runs(
     source: str | os.PathLike | Iterable[str | os.PathLike], include_incomplete: bool = False
 ) -> Runs:
     """Runs from a directory (searched recursively), an index file, a run file, a glob
-    pattern (``runs/**/*.h5``) or a list of paths."""
+    pattern (``runs/**/*.h5``) or a list of paths.
+
+    >>> import tempfile
+    >>> from tangentlens import load_config, open_runs, run
+    >>> out = tempfile.mkdtemp()
+    >>> for w in (8, 16):
+    ...     cfg = load_config(None, [f"model.width={w}", "train.steps=2", "train.checkpoints=2",
+    ...                              "train.regimes=[sgd]", "probe.n_train=4", "probe.n_test=4",
+    ...                              "train.batch_size=8"])
+    ...     _ = run(cfg, f"{out}/w{w}")
+    >>> runs = open_runs(out)
+    >>> sorted(r.config["model"]["width"] for r in runs)
+    [8, 16]
+    """
     if isinstance(source, (str, os.PathLike)):
         p = Path(source)
         if p.is_dir():

@@ -7,173 +7,18 @@ import functools
 import json
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
 import h5py
 import numpy as np
 
-from .journal import SnapshotFile, journal_path
-from .layout import (
-    FORMAT_VERSION,
-    KIND_INDEX,
-    KIND_RUN,
-    SPLITS,
-    VIEWS,
-    RunFileError,
-    StoreKeyError,
-    regime_key,
-    unknown,
-)
+from .arrays import Activations, Probe
+from .layout import KIND_RUN, SPLITS, VIEWS, RunFileError, StoreKeyError, regime_key, unknown
+from .opening import check_kind, open_hdf5
 
 if TYPE_CHECKING:
     import pandas as pd
-
-_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-
-
-def _has_hdf5_signature(path: Path) -> bool:
-    with open(path, "rb") as fh:
-        for offset in (0, 512, 1024, 2048):
-            fh.seek(offset)
-            if fh.read(8) == _HDF5_SIGNATURE:
-                return True
-    return False
-
-
-def open_hdf5(path: str | os.PathLike) -> h5py.File:
-    """Open any tangentlens file read-only, as of its last committed write; clear errors."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no such run file: {path}")
-    if path.is_dir():
-        raise RunFileError(
-            f"{path}: is a directory, not a run file (use open_runs for directories)"
-        )
-    if path.stat().st_size == 0:
-        raise RunFileError(f"{path}: empty file (0 bytes), not a tangentlens run file")
-    try:  # a journal means an unfinished write session: read the state before it
-        return (
-            h5py.File(SnapshotFile(path), "r")
-            if journal_path(path).exists()
-            else h5py.File(path, "r", locking=False)
-        )
-    except OSError as e:
-        problem = (
-            "truncated or corrupted HDF5 file" if _has_hdf5_signature(path) else "not an HDF5 file"
-        )
-        raise RunFileError(f"{path}: {problem} ({str(e).split(' (')[0]})") from None
-
-
-def _check_kind(path: Path, f: h5py.File, kind: str) -> None:
-    found, version = f.attrs.get("kind"), f.attrs.get("format_version")
-    if found != kind or version is None:
-        what = {
-            KIND_INDEX: "a tangentlens index: use open_runs()",
-            KIND_RUN: "a tangentlens run file: use open_run()",
-        }.get(found, "an HDF5 file not written by tangentlens (no 'kind' attribute)")
-        raise RunFileError(f"{path}: is {what}")
-    if int(version) > FORMAT_VERSION:
-        raise RunFileError(
-            f"{path}: format_version {int(version)} is newer than the {FORMAT_VERSION} "
-            "this tangentlens reads; upgrade tangentlens"
-        )
-
-
-@dataclass(frozen=True)
-class Probe:
-    """Probe-set arrays (rows: train first, then test); ``.train`` / ``.test`` select rows."""
-
-    x: np.ndarray
-    y: np.ndarray
-    split: np.ndarray  # uint8: 0 train, 1 test
-    latents: np.ndarray | None = None
-    latent_names: list[str] | None = None
-
-    def _rows(self, mask: np.ndarray) -> Probe:
-        return Probe(
-            self.x[mask],
-            self.y[mask],
-            self.split[mask],
-            None if self.latents is None else self.latents[mask],
-            self.latent_names,
-        )
-
-    @property
-    def train(self) -> Probe:
-        return self._rows(self.split == 0)
-
-    @property
-    def test(self) -> Probe:
-        return self._rows(self.split == 1)
-
-    def __len__(self) -> int:
-        return len(self.x)
-
-
-class Activations:
-    """Lazy (rows, ...) view of one cached activation dataset; ``a[i:j]`` reads only those rows."""
-
-    def __init__(self, run: Run, name: str, start: int, stop: int, label: str):
-        self._run, self._name, self._start, self._stop, self.label = run, name, start, stop, label
-
-    @property
-    def _dset(self) -> h5py.Dataset:
-        return self._run._file[self._name]
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return (self._stop - self._start, *self._dset.shape[1:])
-
-    @property
-    def dtype(self) -> np.dtype:
-        return self._dset.dtype
-
-    @property
-    def ndim(self) -> int:
-        return len(self.shape)
-
-    def __len__(self) -> int:
-        return self._stop - self._start
-
-    def __getitem__(self, key: Any) -> np.ndarray:
-        key = key if isinstance(key, tuple) else (key,)
-        if not key or key[0] is Ellipsis:
-            rows, rest = slice(None), key
-        else:
-            rows, rest = key[0], key[1:]
-        span = range(self._start, self._stop)
-        with self._run._guard():
-            if isinstance(rows, (int, np.integer)):
-                return self._dset[(span[rows], *rest)]
-            if isinstance(rows, slice):
-                r = span[rows]
-                if r.step > 0:
-                    return self._dset[(slice(r.start, r.stop if r else r.start, r.step), *rest)]
-                return self[(np.asarray(r) - self._start, *rest)]
-            idx = np.asarray(rows)
-            idx = np.flatnonzero(idx) if idx.dtype == bool else idx.astype(np.int64)
-            idx = np.asarray(span)[idx] if len(idx) else idx  # bounds check, negative indices
-            uniq, inverse = np.unique(idx, return_inverse=True)
-            if not len(uniq):
-                return self._dset[(slice(0, 0), *rest)]
-            return self._dset[(uniq, *rest)][inverse.reshape(idx.shape)]
-
-    def numpy(self) -> np.ndarray:
-        return self[...]
-
-    def torch(self):
-        import torch
-
-        return torch.from_numpy(self.numpy())
-
-    def __array__(self, dtype=None, copy=None) -> np.ndarray:
-        a = self.numpy()
-        return a if dtype is None else a.astype(dtype)
-
-    def __repr__(self) -> str:
-        return f"Activations({self.label}, shape={self.shape}, dtype={self.dtype})"
 
 
 class Run:
@@ -185,7 +30,7 @@ class Run:
         self._flags: dict[str, dict[int, bool]] = {}
         f = self._file
         try:
-            _check_kind(self.path, f, KIND_RUN)
+            check_kind(self.path, f, KIND_RUN)
         except RunFileError:
             self.close()
             raise
@@ -385,5 +230,22 @@ class Run:
 
 
 def open_run(path: str | os.PathLike, include_incomplete: bool = False) -> Run:
-    """Open a run file; unfinished steps are hidden unless ``include_incomplete``."""
+    """Open a run file; unfinished steps are hidden unless ``include_incomplete``.
+
+    >>> import tempfile
+    >>> from tangentlens import load_config, open_run, run
+    >>> out = tempfile.mkdtemp()
+    >>> cfg = load_config(None, ["model.width=16", "train.steps=4", "train.checkpoints=2",
+    ...                          "train.regimes=[sgd,linearized]", "probe.n_train=8",
+    ...                          "probe.n_test=8", "train.batch_size=16"])
+    >>> path = run(cfg, out).path
+    >>> r = open_run(path)
+    >>> r.regimes, r.steps("sgd")[-1]
+    (['sgd', 'linearized'], 4)
+    >>> r.activations("linearized", 4, "layers.0.hook_post", view="tangent").shape  # test rows
+    (8, 16)
+    >>> r.activations("sgd", 0, "layers.0.hook_post", split="all")[:3].shape    # lazy slice
+    (3, 16)
+    >>> r.close()
+    """
     return Run(path, include_incomplete)

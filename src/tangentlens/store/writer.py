@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import importlib.metadata
 import json
 import math
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Self
@@ -36,6 +34,7 @@ from .layout import (
     check_name,
     flatten,
 )
+from .provenance import git_sha, version_of
 
 
 def _numpy(a: Any) -> np.ndarray:
@@ -46,28 +45,6 @@ def _numpy(a: Any) -> np.ndarray:
             a = a.float()
         a = a.numpy()
     return np.asarray(a)
-
-
-def _version(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return ""
-
-
-def _git_sha() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).parent,
-            check=False,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    return out.stdout.strip() if out.returncode == 0 else ""
 
 
 class StepWriter:
@@ -200,13 +177,13 @@ class RunWriter:
             f.attrs.update(
                 kind=KIND_RUN,
                 format_version=FORMAT_VERSION,
-                tangentlens_version=_version("tangentlens"),
+                tangentlens_version=version_of("tangentlens"),
                 config=json.dumps(self._config, sort_keys=True),
                 seed=int(seed),
                 created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-                git_sha=_git_sha(),
-                torch_version=_version("torch"),
-                transformer_lens_version=_version("transformer-lens"),
+                git_sha=git_sha(),
+                torch_version=version_of("torch"),
+                transformer_lens_version=version_of("transformer-lens"),
                 complete=False,
             )
             g = f.create_group("probe")

@@ -127,5 +127,16 @@ class Linearized(nn.Module):
 def linearize(model: nn.Module, params0: Mapping[str, torch.Tensor] | None = None) -> Linearized:
     """Return the first-order Taylor model of ``model`` around ``params0`` (default: its
     current parameters; any checkpoint θ_t works). The model's own parameters become the
-    trainable θ of the linearized model and are set to ``params0``."""
+    trainable θ of the linearized model and are set to ``params0``.
+
+    >>> import torch
+    >>> from tangentlens import build_model, linearize, load_config
+    >>> model = build_model(load_config(None, ["model.width=32"]).model, (8,), 3, seed=0)
+    >>> lin, x = linearize(model), torch.randn(4, 8)
+    >>> torch.allclose(lin(x), model(x))        # at θ = θ0 the Taylor model is the network
+    True
+    >>> out, cache = lin.run_with_cache(x, view="tangent")
+    >>> cache["layers.0.hook_post"].shape
+    torch.Size([4, 32])
+    """
     return Linearized(model, params0)
