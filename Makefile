@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 export OMP_WAIT_POLICY ?= PASSIVE
 STAMP := $(VENV)/.tangentlens-installed
 
-.PHONY: demo test test-fast test-slow bench clean setup
+.PHONY: demo test test-fast test-slow bench clean setup findings
 
 setup: $(STAMP)
 
@@ -20,6 +20,11 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(VENV)/bin/tangentlens quickstart
+
+# every question of docs/findings.md, answered by the experiments (CPU default scale;
+# FINDINGS_ARGS="--scale quick --reuse" for a shorter run)
+findings: $(STAMP)
+	$(VENV)/bin/tangentlens findings $(FINDINGS_ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

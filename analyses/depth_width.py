@@ -11,7 +11,7 @@ give the relative change ‖h − h0‖_F / ‖h0‖_F of each hidden post-activ
 layers). Each is fitted against depth/width on log-log axes (slope with 95% CI), pooled
 over all depths and per depth.
 
-    python analyses/depth_width.py [--scale tiny|default|full] [--out DIR] [--jobs N]
+    python analyses/depth_width.py [--scale tiny|quick|default|full] [--out DIR] [--jobs N]
                                    [--threads N]
 
 Writes OUT/depth_width.csv (one row per run), OUT/slopes.{csv,json}, OUT/depth_width.png
@@ -39,7 +39,9 @@ from tangentlens.sweep import run_sweep
 CONFIG = Path(__file__).parent / "configs" / "depth_width.yaml"
 SCALES = {
     "tiny": dict(depths=[1, 2], widths=[16, 32], seeds=[0], steps=4, n_probe=32, device="cpu"),
-    "default": dict(depths=[1, 2, 3, 4, 5, 6], widths=[32, 64, 128, 256, 512], seeds=[0, 1],
+    "quick": dict(depths=[1, 2, 4], widths=[32, 128, 512], seeds=[0, 1, 2], steps=100,
+                  n_probe=64, device="cpu"),
+    "default": dict(depths=[1, 2, 3, 4, 5, 6], widths=[32, 64, 128, 256, 512], seeds=[0, 1, 2],
                     steps=200, n_probe=128, device="cpu"),
     "full": dict(depths=[1, 2, 3, 4, 6, 8, 12, 16], widths=[32, 64, 128, 256, 512, 1024, 2048],
                  seeds=[0, 1, 2, 3], steps=1000, n_probe=512, device="cuda"),

@@ -10,7 +10,7 @@ accuracy for classification and test loss (½ squared error) for regression; the
 sgd − linearized in that metric. mnist is skipped, with a note, without a data directory
 (``--data-dir`` or $TANGENTLENS_DATA).
 
-    python analyses/regime_gap.py [--scale tiny|default|full] [--out DIR] [--data-dir DIR]
+    python analyses/regime_gap.py [--scale tiny|quick|default|full] [--out DIR] [--data-dir DIR]
                                   [--threads N]
 
 Writes OUT/regime_gap.csv (one row per task × width × seed × regime), OUT/gaps.csv,
@@ -175,11 +175,11 @@ def caption(gap: pd.DataFrame) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = parser(__doc__, "regime_gap", ("tiny", "default", "full"))
+    spec = yaml.safe_load(CONFIG.read_text())
+    p = parser(__doc__, "regime_gap", tuple(spec["scales"]))
     p.add_argument("--data-dir", default=os.environ.get("TANGENTLENS_DATA"),
                    help="folder with the MNIST .gz files (default: $TANGENTLENS_DATA)")
     args = parse(p, argv)
-    spec = yaml.safe_load(CONFIG.read_text())
     scale = spec["scales"][args.scale]
     t0 = time.time()
     df, notes = measure(spec, scale, args.out, args.data_dir)

@@ -18,7 +18,7 @@ held-out images (half of the test split; the other half scores): ``same``, ``per
 (fixed label permutation), ``parity``, ``ge5`` (y ≥ 5). The transfer effect is
 Δ = test loss(pretrained) − test loss(scratch); negative means pretraining helped.
 
-    python analyses/transfer.py [--scale tiny|default|full] [--out DIR] [--threads N]
+    python analyses/transfer.py [--scale tiny|quick|default|full] [--out DIR] [--threads N]
 
 Writes OUT/pretrain.csv, OUT/transfer.csv (every fit), OUT/transfer_delta.csv, figures
 OUT/transfer_pretrain.png and OUT/transfer_delta_<family>.png, OUT/report.html, and the
@@ -192,8 +192,8 @@ def caption(pre: pd.DataFrame, d: pd.DataFrame) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse(parser(__doc__, "transfer", ("tiny", "default", "full")), argv)
     spec = yaml.safe_load(CONFIG.read_text())
+    args = parse(parser(__doc__, "transfer", tuple(spec["scales"])), argv)
     scale, out, t0 = spec["scales"][args.scale], args.out, time.time()
     pres, rows = {}, []
     for family, fspec in spec["families"].items():

@@ -10,7 +10,7 @@ layer: ∝ width^-1/2 under ntk, width-independent under mup. Probe quality: rid
 on ``layers.0.hook_post`` (teacher: test R² of the target; digits: test accuracy of a
 ridge classifier), at θ0 and at the final step.
 
-    python analyses/width_sweep.py [--scale tiny|default|full] [--out DIR] [--jobs N]
+    python analyses/width_sweep.py [--scale tiny|quick|default|full] [--out DIR] [--jobs N]
                                    [--threads N]
 
 Writes OUT/width_sweep.csv, OUT/slopes.{csv,json}, figures OUT/*.png and OUT/report.html;
@@ -45,6 +45,7 @@ LR = {"teacher": {"ntk": 0.1, "sp": 0.002, "mup": 0.01},
 SP_LR_WIDTH = 4096  # the widest net of the default scale, for which LR[...]["sp"] was tuned
 SCALES = {
     "tiny": dict(widths=[16, 32], seeds=[0], steps=4, n_probe=32, device="cpu"),
+    "quick": dict(widths=[64, 256, 1024], seeds=[0, 1, 2], steps=100, n_probe=64, device="cpu"),
     "default": dict(widths=[64, 128, 256, 512, 1024, 2048, 4096], seeds=[0, 1, 2], steps=200,
                     n_probe=128, device="cpu"),
     "full": dict(widths=[64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384],

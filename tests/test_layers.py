@@ -25,6 +25,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("lenses",),
     ("report",),
     ("sweep", "experiments", "quickstart"),
+    ("findings",),
     ("cli", "__init__"),
 ]
 

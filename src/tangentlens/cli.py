@@ -1,4 +1,4 @@
-"""Command line: ``tangentlens run | analyze | index | quickstart``.
+"""Command line: ``tangentlens run | analyze | index | report | sweep | findings | quickstart``.
 
 Heavy packages (torch, transformer_lens, umap) are imported inside the subcommands, so
 ``tangentlens --help`` answers fast. Errors a user can cause print one line and exit 2.
@@ -48,6 +48,12 @@ def _cmd_sweep(args: argparse.Namespace) -> None:
     print(f"wrote {run_sweep(args.config, args.overrides, args.out, jobs=args.jobs)}")
 
 
+def _cmd_findings(args: argparse.Namespace) -> None:
+    from .findings.build import findings
+
+    print(f"wrote {findings(args.scale, args.out, data=args.data, reuse=args.reuse)}")
+
+
 def _cmd_quickstart(args: argparse.Namespace) -> None:
     from .quickstart import quickstart
 
@@ -93,6 +99,19 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--out", required=True, help="sweep directory (one run directory per grid point)")
     sw.add_argument("--jobs", type=int, default=1, help="local worker processes")
     sw.set_defaults(func=_cmd_sweep)
+
+    f = sub.add_parser("findings", help="run or reuse the experiments and write the findings "
+                       "document (findings.md, .html, .json)")
+    f.add_argument("--scale", default="default", choices=["tiny", "quick", "default", "full"],
+                   help="experiment sizes (default: %(default)s; quick: a shared 2-core CPU; "
+                        "full: a GPU)")
+    f.add_argument("--out", default=None, help="document folder (default: docs/ at the default "
+                   "scale, DATA/findings-<scale>/ otherwise)")
+    f.add_argument("--data", default="data", help="root of the experiments' output folders "
+                   "(default: %(default)s)")
+    f.add_argument("--reuse", action="store_true",
+                   help="reuse experiments that already finished at this scale")
+    f.set_defaults(func=_cmd_findings)
 
     q = sub.add_parser("quickstart", help="the demo: digits MLP in sgd/linearized/kernel + analyses")
     q.add_argument("--out", default="data/quickstart")
