@@ -35,8 +35,8 @@ def _final(run, regime: str) -> int:
 
 
 def _acts(run, regime: str, step: int, hook: str, view: str, split: str = "all") -> np.ndarray:
-    return run.activations(regime, step, hook, view, split).numpy().reshape(
-        len(run.activations(regime, step, hook, view, split)), -1).astype(np.float64)
+    a = run.activations(regime, step, hook, view, split).numpy()
+    return a.reshape(len(a), -1).astype(np.float64)
 
 
 def _probe(run, regime: str, view: str, hook: str) -> float:
