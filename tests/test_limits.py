@@ -12,7 +12,6 @@ import torch
 
 from tangentlens.limits import Problem, feature_kernels, mup_limit, ntk_limit
 from tangentlens.limits.kernels import _gauss_expectations
-from tangentlens.limits.result import alignment
 from tangentlens.models import build_model, param_groups
 from tangentlens.models.parametrization import MeanFieldScales, mean_field_scales
 
@@ -163,14 +162,6 @@ def test_kernels_closed_forms_quadrature_and_monte_carlo():
         mc_phi = f(h1) @ f(h2).T / len(w)
         mc_d = df(h1) @ df(h2).T / len(w) * (gain**2 * x[:4] @ xe[:4].T / D)
         assert torch.allclose(phi, mc_phi, atol=5e-3) and torch.allclose(dk, mc_d, atol=5e-3)
-
-
-def test_alignment_matches_metrics_definition():
-    from tangentlens.analyses.metrics import kernel_target_alignment
-
-    x, y, _ = data()
-    k = feature_kernels(x, x, "relu", math.sqrt(2))[0]
-    assert alignment(k, y) == pytest.approx(kernel_target_alignment(k.numpy(), y.numpy()), rel=1e-12)
 
 
 def test_bad_inputs_are_one_line_errors():

@@ -5,7 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import math
+
 import torch
+
+from tangentlens.metrics import kernel_target_alignment
 
 
 @dataclass
@@ -54,7 +58,7 @@ class Problem:
 class LimitResult:
     """Per checkpoint (index i ↔ ``steps[i]``): outputs on train and eval points, the hidden
     Gram Φ_t on the Gram points, ‖Φ_t − Φ_0‖_F/‖Φ_0‖_F and the centered kernel–target
-    alignment of Φ_t. ``error``: Monte-Carlo standard errors of the same keys (empty when
+    alignment of Φ_t (``metrics.kernel_target_alignment``). ``error``: Monte-Carlo standard errors of the same keys (empty when
     exact). ``pre``/``post``: hidden pre-/post-activations (T, n_gram, S) of S display
     particles (None when not asked for)."""
 
@@ -69,22 +73,12 @@ class LimitResult:
     post: torch.Tensor | None = None
 
 
-def alignment(k: torch.Tensor, y: torch.Tensor | None) -> float:
-    """Centered kernel–target alignment ⟨HKH, HYYᵀH⟩/(‖HKH‖ ‖HYYᵀH‖) (Cortes et al. 2012)."""
-    if y is None:
-        return float("nan")
-    y = y.double().reshape(len(y), -1)
-    kc = k - k.mean(0, keepdim=True)
-    kc = kc - kc.mean(1, keepdim=True)
-    yc = y - y.mean(0, keepdim=True)
-    t = yc @ yc.T
-    return float((kc * t).sum() / (kc.norm() * t.norm()))
-
-
 def finish(problem: Problem, steps: list[int], train: list, evals: list, grams: list,
            **extra) -> LimitResult:
     """Stack per-checkpoint lists into a LimitResult (Gram change and alignment computed)."""
     gram = torch.stack(grams)
     change = torch.stack([(g - gram[0]).norm() / gram[0].norm() for g in gram])
-    align = torch.tensor([alignment(g, problem.y_gram) for g in gram], dtype=torch.float64)
+    align = torch.tensor([math.nan if problem.y_gram is None else
+                          kernel_target_alignment(g.numpy(), problem.y_gram.double().numpy())
+                          for g in gram], dtype=torch.float64)
     return LimitResult(steps, torch.stack(train), torch.stack(evals), gram, change, align, **extra)
