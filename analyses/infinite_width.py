@@ -43,7 +43,7 @@ SCALES = {
     "tiny": dict(widths=[32, 64], seeds=[0, 1], gammas=[1.0, 16.0], steps=10, particles=256,
                  n_train=32, n_test=32, n_probe=16),
     "default": dict(widths=[128, 256, 512, 1024, 2048, 4096], seeds=[0, 1, 2],
-                    gammas=[0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0], steps=300, particles=4096,
+                    gammas=[0.5, 2.0, 8.0, 16.0, 32.0], steps=200, particles=2048,
                     n_train=256, n_test=512, n_probe=128),
     "full": dict(widths=[128, 256, 512, 1024, 2048, 4096, 8192, 16384], seeds=[0, 1, 2, 3, 4],
                  gammas=[0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0], steps=1000,
