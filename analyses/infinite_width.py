@@ -16,7 +16,7 @@ full-batch GD). Two sweeps, seeds as repeated points (mean and 95% t-interval):
     python analyses/infinite_width.py [--scale tiny|default|full] [--out DIR] [--threads N]
 
 Writes OUT/width.csv, OUT/gamma.csv, OUT/summary.json, OUT/infinite_width.png (vs width),
-OUT/gamma_strength.png (vs γ); runs in OUT/runs/.
+OUT/gamma_strength.png (vs γ); runs in OUT/runs/{width,gamma}/.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def gram_change(h: np.ndarray, h0: np.ndarray) -> float:
     return float(np.linalg.norm(g - g0) / np.linalg.norm(g0))
 
 
-def train_one(out: Path, scale: dict, seed: int, width: int, gamma: float,
+def train_one(out: Path, sweep: str, scale: dict, seed: int, width: int, gamma: float,
               regimes: list[str]) -> list[dict]:
     """One run; rows (regime, hidden_gram_change, test_loss, train_loss) at the final step."""
     cfg = load_config(CONFIG, [
@@ -65,7 +65,7 @@ def train_one(out: Path, scale: dict, seed: int, width: int, gamma: float,
         f"train.limit_particles={scale['particles']}", f"data.n_train={scale['n_train']}",
         f"train.batch_size={scale['n_train']}", f"data.n_test={scale['n_test']}",
         f"probe.n_train={scale['n_probe']}", f"probe.n_test={scale['n_probe']}"])
-    result = run(cfg, out / "runs" / f"width={width}__gamma={gamma:g}__seed={seed}")
+    result = run(cfg, out / "runs" / sweep / f"width={width}__gamma={gamma:g}__seed={seed}")
     rows = []
     with open_run(result.path) as r:
         for regime in r.regimes:
@@ -114,6 +114,7 @@ def plot(df: pd.DataFrame, x: str, cols: list[tuple[str, str]], path: Path, titl
             ax.set_yscale("log")
         elif x == "gamma":
             ax.set_yscale("symlog", linthresh=1e-3)
+            ax.set_ylim(bottom=0)
         ax.legend(fontsize=8)
     fig.suptitle(title)
     save(fig, path)
@@ -129,13 +130,13 @@ def main(argv: list[str] | None = None) -> dict:
     for seed in scale["seeds"]:
         for width in scale["widths"]:
             regimes = ["sgd", "linearized"] + (list(LIMITS) if width == mid else [])
-            rows += train_one(out, scale, seed, width, base.model.gamma, regimes)
+            rows += train_one(out, "width", scale, seed, width, base.model.gamma, regimes)
     by_width = pd.DataFrame(rows)
     rows = []
     for seed in scale["seeds"]:
         for gamma in scale["gammas"]:
             regimes = ["sgd", *LIMITS]
-            rows += train_one(out, scale, seed, base.model.width, gamma, regimes)
+            rows += train_one(out, "gamma", scale, seed, base.model.width, gamma, regimes)
     by_gamma = pd.DataFrame(rows)
     out.mkdir(parents=True, exist_ok=True)
     by_width.to_csv(out / "width.csv", index=False)
