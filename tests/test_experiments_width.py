@@ -55,3 +55,16 @@ def test_depth_width_tiny(tmp_path):
     assert (tmp_path / "depth_width.png").stat().st_size > 0
     html = (tmp_path / "report.html").read_text()
     assert "<img" in html and "<table" in html and "depth/width" in html
+
+
+@pytest.mark.slow
+def test_infinite_width_tiny(tmp_path):
+    summary = _script("infinite_width").main(["--scale", "tiny", "--out", str(tmp_path)])
+    width = pd.read_csv(tmp_path / "width.csv")
+    assert set(width["regime"]) == {"sgd", "linearized", "ntk_limit", "mup_limit"}
+    assert (width[width.regime == "ntk_limit"]["hidden_gram_change"] == 0).all()
+    gamma = pd.read_csv(tmp_path / "gamma.csv")
+    mup = gamma[gamma.regime == "mup_limit"].groupby("gamma")["hidden_gram_change"].mean()
+    assert mup.iloc[-1] > mup.iloc[0] > 0  # a larger γ moves the limit's hidden kernel more
+    assert (tmp_path / "infinite_width.png").is_file() and (tmp_path / "gamma_strength.png").is_file()
+    assert json.loads((tmp_path / "summary.json").read_text())["scale"] == "tiny"

@@ -20,6 +20,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("models",),
     ("linearized",),
     ("ntk", "regimes"),
+    ("limits",),
     ("train",),
     ("rebuild",),
     ("lenses",),

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REGIMES = ("sgd", "linearized", "kernel", "lazy")
+REGIMES = ("sgd", "linearized", "kernel", "lazy", "mup_limit", "ntk_limit")
 DATASETS = ("digits", "mnist", "mnist1d", "teacher", "modular_addition", "cifar10")
 MODEL_KINDS = ("mlp", "cnn", "transformer")
 ACTIVATIONS = ("relu", "tanh", "gelu", "erf", "linear")
@@ -48,6 +48,7 @@ class ModelConfig:
     bias: bool = True
     parametrization: str = "ntk"
     base_width: int = 64
+    gamma: float = 1.0  # feature-learning strength: output / γ, lr × γ² (docs/parametrizations.md)
     gain: float | None = None
     kernel_size: int = 3
     n_layers: int = 1
@@ -78,6 +79,8 @@ class TrainConfig:
     alpha: float = 1.0  # lazy regime scale
     ridge: float = 0.0  # kernel regime ridge
     kernel_max_train: int = 2048  # kernel regime fits on at most this many training points
+    limit_particles: int = 4096  # mup_limit: particles per set (non-linear activations)
+    limit_replicas: int = 2  # mup_limit: independent particle sets (Monte-Carlo error estimate)
     device: str = "cpu"
     dtype: str = "float32"
     progress: bool = True
@@ -154,6 +157,8 @@ def validate(cfg: RunConfig) -> None:
     _choice("probe.compression", cfg.probe.compression, COMPRESSIONS)
     _choice("probe.dtype", cfg.probe.dtype, DTYPES)
     for path, v in [("model.width", cfg.model.width), ("model.depth", cfg.model.depth),
+                    ("model.gamma", cfg.model.gamma), ("train.limit_particles", cfg.train.limit_particles),
+                    ("train.limit_replicas", cfg.train.limit_replicas),
                     ("model.base_width", cfg.model.base_width), ("train.lr", cfg.train.lr),
                     ("train.batch_size", cfg.train.batch_size), ("train.alpha", cfg.train.alpha),
                     ("probe.batch_size", cfg.probe.batch_size)]:
@@ -165,8 +170,44 @@ def validate(cfg: RunConfig) -> None:
     if "kernel" in cfg.train.regimes and cfg.train.loss != "mse":
         raise ConfigError(f"train.loss={cfg.train.loss!r} with the 'kernel' regime: the closed-form "
                           "kernel solution exists for loss 'mse' only; use train.loss=mse or drop 'kernel'")
+    if cfg.model.kind == "transformer" and cfg.model.gamma != 1.0:
+        raise ConfigError(f"model.gamma={cfg.model.gamma!r} with model.kind='transformer'; "
+                          "gamma is supported for kind mlp and cnn only")
+    for regime in ("mup_limit", "ntk_limit"):
+        if regime in cfg.train.regimes:
+            problem = limit_support_error(cfg, regime)
+            if problem:
+                raise ConfigError(problem)
     if not cfg.train.device.startswith(("cpu", "cuda")):
         raise ConfigError(f"train.device={cfg.train.device!r} is not valid; use cpu, cuda or cuda:N")
+
+
+LIMIT_ACTIVATIONS = ("linear", "relu", "tanh", "erf")
+LIMIT_PARAMETRIZATIONS = {"mup_limit": ("mup", "mf"), "ntk_limit": ("ntk", "mup", "mf")}
+LIMIT_SUPPORTED = ("1-hidden-layer MLP (model.kind=mlp, model.depth=1, model.bias=false, "
+                   f"model.activation in {', '.join(LIMIT_ACTIVATIONS)}) trained by plain SGD "
+                   "(train.optimizer=sgd, momentum 0, weight_decay 0, train.loss=mse)")
+
+
+def limit_support_error(cfg: RunConfig, regime: str) -> str | None:
+    """One line naming the first setting the infinite-width ``regime`` does not cover, or None."""
+    m, t = cfg.model, cfg.train
+    what = {"model.kind": (m.kind, m.kind == "mlp"), "model.depth": (m.depth, m.depth == 1),
+            "model.bias": (m.bias, not m.bias),
+            "model.activation": (m.activation, m.activation in LIMIT_ACTIVATIONS),
+            "train.optimizer": (t.optimizer, t.optimizer == "sgd"),
+            "train.momentum": (t.momentum, t.momentum == 0),
+            "train.weight_decay": (t.weight_decay, t.weight_decay == 0),
+            "train.loss": (t.loss, t.loss == "mse"),
+            "model.parametrization": (m.parametrization,
+                                      m.parametrization in LIMIT_PARAMETRIZATIONS[regime])}
+    for path, (value, ok) in what.items():
+        if not ok:
+            if path == "model.parametrization":
+                return (f"{path}={value!r} has no width-independent {regime}; valid: "
+                        f"{', '.join(LIMIT_PARAMETRIZATIONS[regime])}")
+            return f"regime {regime!r} with {path}={value!r}: supported is a {LIMIT_SUPPORTED}"
+    return None
 
 
 def _build(cls: type, d: dict[str, Any], prefix: str) -> Any:

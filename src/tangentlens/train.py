@@ -1,7 +1,8 @@
 """Matched training: every requested regime from the same θ0, on the same batches.
 
 ``run(config, out_dir)`` trains ``sgd``, ``linearized`` and ``lazy`` step by step and
-solves ``kernel`` in closed form; at each checkpoint it records metrics and streams the
+solves ``kernel`` in closed form; ``ntk_limit`` and ``mup_limit`` (``limits.regime``) are
+the width → ∞ limits of a 1-hidden-layer net on the same batches; at each checkpoint it records metrics and streams the
 probe-set activations of every hook (both views for linearized regimes) into one HDF5
 file per run (``out_dir/run.h5``). Batches for step t come from a seeded permutation of
 epoch t // steps_per_epoch, so every regime sees identical batches and a resumed run
@@ -20,9 +21,10 @@ import torch
 from tqdm.auto import tqdm
 
 from .config import RunConfig
-from .regimes import Trainer, accuracy, loss_fn, targets
+from .regimes import Trainer, accuracy, loss_fn, lr_lambda, targets
 
 EVAL_MAX_TRAIN = 2048  # training metrics use a fixed subset of at most this many points
+CLOSED_FORM = ("kernel", "ntk_limit", "mup_limit")  # regimes not trained by a Trainer
 DIVERGENCE_FACTOR = 1e6  # a regime diverged when its batch loss is non-finite or this × its first
 
 
@@ -200,7 +202,7 @@ def run(cfg: RunConfig, out_dir: str | Path | None = None, resume: bool = False)
             writer.append_metrics(regime, row)
 
     batches = Batches(len(y_train), cfg.train.batch_size, cfg.seed)
-    for regime in [r for r in cfg.train.regimes if r != "kernel"]:
+    for regime in [r for r in cfg.train.regimes if r not in CLOSED_FORM]:
         trainer = Trainer(regime, model0, cfg)
         lin = trainer.module if regime == "linearized" else None
         start = 0
@@ -234,6 +236,12 @@ def run(cfg: RunConfig, out_dir: str | Path | None = None, resume: bool = False)
 
     if "kernel" in cfg.train.regimes:
         _kernel_regime(cfg, model0, ds, x_train, y_train, checkpoint, cast)
+    for regime in [r for r in cfg.train.regimes if r in ("ntk_limit", "mup_limit")]:
+        from .limits.regime import train_limit
+
+        cpu = {k: tuple(t.cpu() for t in v) for k, v in evaluator.sets.items()}
+        train_limit(regime, cfg, ds, probe, cpu, batches, lr_lambda(cfg), hooks, writer,
+                    lambda r, row: result.metrics.setdefault(r, []).append(row))
     if writer is not None:
         writer.close()
         (Path(out_dir) / "metrics.json").write_text(json.dumps(

@@ -25,6 +25,7 @@ from ..metrics.embedding import pca_embedding, umap_embedding
 from ..metrics.units import pca_directions, top_k, unit_matrix
 from ..plots.grids import plot_embeddings, plot_grid
 from ..rebuild import has_params, load_params, model_at_init
+from ..store.layout import LIMIT_REGIMES
 from .spec import self_plotting
 from .tables import frame
 
@@ -107,13 +108,15 @@ def analyze_run(run: Any, out_dir: str | Path, *, hook: str | None = None,
 
     panels = [("θ0 (step 0)", "init", ref, 0, "network")] + [
         (_label(r, view_of(run, r)), r, r, step, view_of(run, r))
-        for r in run.regimes if step in run.steps(r)]
+        for r in run.regimes if step in run.steps(r) and r not in LIMIT_REGIMES]
     units = {p[2:]: units_of(*p[2:]) for p in panels}
     u0 = units[(ref, 0, "network")]
     names, w = _targets(u0, units[panels[1][2:]], neurons, n_neurons, n_pcs)
     top0 = [set(top_k(u0 @ wi, k)) for wi in w]
     rows = []
-    for key in [(r, s, v) for r in run.regimes for s in run.steps(r) for v in run.views[r]]:
+    finite = [r for r in run.regimes if r not in LIMIT_REGIMES]
+    for key in [(r, s, v) for r in finite
+                for s in run.steps(r) for v in run.views[r]]:
         u = units[key] if key in units else units_of(*key)
         for name, t0, sc in zip(names, top0, (u @ w.T).T):
             idx = top_k(sc, k)

@@ -47,7 +47,11 @@ def kernel_drift(run: Any, n_points: int = 64, implementation: str = "auto") -> 
         steps = run.steps(regime)
         if 0 not in steps:
             continue
-        k0 = ntk(run.params(regime, 0))
+        try:
+            params0 = run.params(regime, 0)
+        except KeyError:  # no θ (the infinite-width limits): no empirical NTK
+            continue
+        k0 = ntk(params0)
         for step in steps:
             k = k0 if step == 0 else ntk(run.params(regime, step))
             values = {"kernel_distance": safe(metrics.kernel_distance, k, k0),

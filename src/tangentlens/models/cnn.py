@@ -15,7 +15,7 @@ from transformer_lens.hook_points import HookPoint
 from .layers import ScaledConv, ScaledLinear
 from .mlp import Block, ScaledNet, read_config, scaled_kwargs
 from .options import cfg_get
-from .parametrization import layer_scale
+from .parametrization import layer_scale, with_gamma
 
 
 class CNN(ScaledNet):
@@ -23,7 +23,7 @@ class CNN(ScaledNet):
 
     def __init__(self, input_shape: tuple[int, ...], n_outputs: int, *, kernel_size: int,
                  width: int, depth: int, activation: str, bias: bool, parametrization: str,
-                 base_width: int, gain: float):
+                 base_width: int, gain: float, gamma: float = 1.0):
         if len(input_shape) not in (2, 3):
             raise ValueError(f"cnn input_shape={input_shape!r}; valid: (C, L) or (C, H, W)")
         if kernel_size < 1 or kernel_size % 2 == 0:
@@ -31,7 +31,7 @@ class CNN(ScaledNet):
         super().__init__({"kind": "cnn", "input_shape": list(input_shape), "n_outputs": n_outputs,
                           "width": width, "depth": depth, "activation": activation, "bias": bias,
                           "parametrization": parametrization, "base_width": base_width,
-                          "gain": gain, "kernel_size": kernel_size})
+                          "gain": gain, "gamma": gamma, "kernel_size": kernel_size})
         self.dim = len(input_shape) - 1
         patch = kernel_size**self.dim
         sizes = dict(width=width, base_width=base_width)
@@ -39,14 +39,15 @@ class CNN(ScaledNet):
         for i in range(depth):
             kind, c_in, c_in_base = ("input", input_shape[0], input_shape[0]) if i == 0 else (
                 "hidden", width, base_width)
-            scale = layer_scale(parametrization, kind, fan_in_base=c_in_base * patch, gain=gain,
-                                **sizes)
+            scale = with_gamma(layer_scale(parametrization, kind, fan_in_base=c_in_base * patch,
+                                           gain=gain, **sizes), gamma, output=False)
             conv = ScaledConv(self.dim, c_in, width, kernel_size, padding=kernel_size // 2,
                               bias=bias, **scaled_kwargs(scale))
             blocks.append(Block("conv", conv, activation))
         self.layers = nn.ModuleList(blocks)
         self.hook_pooled = HookPoint()
-        scale = layer_scale(parametrization, "output", fan_in_base=base_width, gain=1.0, **sizes)
+        scale = with_gamma(layer_scale(parametrization, "output", fan_in_base=base_width,
+                                       gain=1.0, **sizes), gamma, output=True)
         self.readout = ScaledLinear(width, n_outputs, bias=bias, **scaled_kwargs(scale))
         self.hook_logits = HookPoint()
         self.setup()

@@ -17,7 +17,7 @@ from transformer_lens.hook_points import HookPoint
 
 from .layers import ScaledConv, ScaledLinear
 from .options import cfg_get
-from .parametrization import LayerScale, layer_scale
+from .parametrization import LayerScale, layer_scale, with_gamma
 
 
 def _identity(x: torch.Tensor) -> torch.Tensor:
@@ -66,10 +66,13 @@ def read_config(cfg: Any) -> dict[str, Any]:
     s = {"width": int(cfg_get(cfg, "width", 256)), "depth": int(cfg_get(cfg, "depth", 2)),
          "activation": cfg_get(cfg, "activation", "relu"), "bias": bool(cfg_get(cfg, "bias", True)),
          "parametrization": cfg_get(cfg, "parametrization", "sp"),
-         "base_width": int(cfg_get(cfg, "base_width", 64))}
+         "base_width": int(cfg_get(cfg, "base_width", 64)),
+         "gamma": float(cfg_get(cfg, "gamma", 1.0))}
     for field in ("width", "depth", "base_width"):
         if s[field] < 1:
             raise ValueError(f"model.{field}={s[field]!r}; must be a positive integer")
+    if not (s["gamma"] > 0 and math.isfinite(s["gamma"])):
+        raise ValueError(f"model.gamma={s['gamma']!r}; must be a finite number > 0")
     s["gain"] = float(cfg_get(cfg, "gain", math.sqrt(2) if s["activation"] == "relu" else 1.0))
     return s
 
@@ -107,22 +110,24 @@ class MLP(ScaledNet):
 
     def __init__(self, input_shape: tuple[int, ...], n_outputs: int, *, width: int, depth: int,
                  activation: str, bias: bool, parametrization: str, base_width: int,
-                 gain: float):
+                 gain: float, gamma: float = 1.0):
         super().__init__({"kind": "mlp", "input_shape": list(input_shape), "n_outputs": n_outputs,
                           "width": width, "depth": depth, "activation": activation, "bias": bias,
                           "parametrization": parametrization, "base_width": base_width,
-                          "gain": gain})
+                          "gain": gain, "gamma": gamma})
         d_in = math.prod(input_shape)
         sizes = dict(width=width, base_width=base_width)
         blocks = []
         for i in range(depth):
             kind, fan_in, fan_in_base = ("input", d_in, d_in) if i == 0 else (
                 "hidden", width, base_width)
-            scale = layer_scale(parametrization, kind, fan_in_base=fan_in_base, gain=gain, **sizes)
+            scale = with_gamma(layer_scale(parametrization, kind, fan_in_base=fan_in_base,
+                                           gain=gain, **sizes), gamma, output=False)
             linear = ScaledLinear(fan_in, width, bias=bias, **scaled_kwargs(scale))
             blocks.append(Block("linear", linear, activation))
         self.layers = nn.ModuleList(blocks)
-        scale = layer_scale(parametrization, "output", fan_in_base=base_width, gain=1.0, **sizes)
+        scale = with_gamma(layer_scale(parametrization, "output", fan_in_base=base_width,
+                                       gain=1.0, **sizes), gamma, output=True)
         self.readout = ScaledLinear(width, n_outputs, bias=bias, **scaled_kwargs(scale))
         self.hook_logits = HookPoint()
         self.setup()

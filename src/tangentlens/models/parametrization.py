@@ -12,12 +12,19 @@ input and hidden layers are "input-like" (fan-in 1, fan-out = width): they use t
 row's a and c, start at zero, and their multiplier carries no 1/sqrt(fan_in). The
 output layer's bias has fan-in 1 and a fixed fan-out, so nothing about it scales with
 width: multiplier 1, lr scale 1. The tables are in docs/parametrizations.md.
+
+``gamma`` (``model.gamma``, Bordelon & Pehlevan 2022's γ0 multiplier; Chizat et al. 2019's
+α = 1/γ) is applied on top of every parametrization by ``with_gamma``: the network output is
+divided by γ and every learning rate multiplied by γ² (SGD; γ for Adam), which leaves the
+function-space dynamics at init unchanged and multiplies the feature movement by γ.
+``mean_field_scales`` maps (parametrization, width, base_width, lr, gamma) of a 1-hidden-layer
+net to the mean-field form f = (1/(γ0 N)) Σ a_i φ(g w_i·x/√d) (docs/parametrizations.md).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 KINDS = ("input", "hidden", "output")
 
@@ -82,3 +89,52 @@ def layer_scale(parametrization: str, kind: str, *, fan_in_base: int, width: int
         lr_weight_adam=m ** -ADAM_C[parametrization][kind],
         lr_bias_adam=bias_m ** -ADAM_C[parametrization]["input"],
     )
+
+
+def with_gamma(scale: LayerScale, gamma: float, output: bool) -> LayerScale:
+    """``scale`` with the feature-learning strength γ: readout multipliers / γ, lr × γ² (Adam γ)."""
+    if not (gamma > 0 and math.isfinite(gamma)):
+        raise ValueError(f"model.gamma={gamma!r}; must be a finite number > 0")
+    div = gamma if output else 1.0
+    return replace(scale, weight_mult=scale.weight_mult / div, bias_mult=scale.bias_mult / div,
+                   lr_weight=scale.lr_weight * gamma**2, lr_bias=scale.lr_bias * gamma**2,
+                   lr_weight_adam=scale.lr_weight_adam * gamma,
+                   lr_bias_adam=scale.lr_bias_adam * gamma)
+
+
+@dataclass(frozen=True)
+class MeanFieldScales:
+    """A 1-hidden-layer net (no biases, n outputs) in mean-field form.
+
+        f(x) = (1/(γ0 N)) Σ_i a_i φ(h_i(x)),   h_i(x) = g w_i·x/√d,   a_i ~ N(0, I), w_i ~ N(0, I_d)
+
+    trained by GD with per-particle learning rates η γ0² N on a_i and ρ η γ0² N on w_i:
+    ``eta`` = η is the function-space rate (Δf = η K Δ at init, with the NTK
+    K(x, x′) = E[φ(h)φ(h′)] + ρ g² E[φ′(h)φ′(h′)] x·x′/d), ``gamma0`` = γ0 the feature-learning strength, ``rho`` = ρ the first-layer
+    learning-rate ratio (1 for ``ntk`` and ``mf``), ``gain`` = g.
+    """
+
+    gamma0: float
+    eta: float
+    rho: float
+    gain: float
+
+
+def mean_field_scales(parametrization: str, *, width: int, base_width: int, lr: float, d: int,
+                      gain: float, gamma: float = 1.0) -> MeanFieldScales:
+    """The mean-field form of the ``depth=1`` MLP that ``models.build_model`` builds.
+
+    With σ_V, η_V the readout's effective init std and learning rate and η_W the first
+    layer's: γ0 = 1/(N σ_V), η = N η_V, ρ = η_W d / (g² η γ0² N). For the table's rows:
+    mup γ0 = γ/√B, η = lr·B, ρ = d/(g² B); mf γ0 = γ/√B, η = lr, ρ = 1; ntk γ0 = γ/√N,
+    η = lr, ρ = 1; sp γ0 = γ/√N, η = lr·N, ρ = d/(g² N) (N = width, B = base_width).
+    """
+    sizes = dict(width=width, base_width=base_width)
+    inp = with_gamma(layer_scale(parametrization, "input", fan_in_base=d, gain=gain, **sizes),
+                     gamma, output=False)
+    out = with_gamma(layer_scale(parametrization, "output", fan_in_base=base_width, **sizes),
+                     gamma, output=True)
+    gamma0 = 1.0 / (width * out.weight_mult * out.weight_std)
+    eta = width * lr * out.lr_weight * out.weight_mult**2
+    rho = lr * inp.lr_weight * inp.weight_mult**2 * d / (gain**2 * eta * gamma0**2 * width)
+    return MeanFieldScales(gamma0=gamma0, eta=eta, rho=rho, gain=gain)

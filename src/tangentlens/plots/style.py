@@ -11,6 +11,8 @@ REGIME_COLORS = {
     "kernel": "#2ca02c",      # green
     "lazy": "#ff7f0e",        # orange
     "kernel_infinite": "#9467bd",
+    "ntk_limit": "#17becf",   # cyan: the linearized/kernel family at width → ∞
+    "mup_limit": "#8b0000",   # dark red: the sgd-μP family at width → ∞
 }
 VIEW_STYLES = {"network": "-", "tangent": "--"}
 

@@ -9,7 +9,8 @@ KIND_RUN = "tangentlens.run"
 KIND_INDEX = "tangentlens.index"
 VIEWS = ("network", "tangent")
 SPLITS = ("train", "test", "all")
-REGIME_ORDER = ("sgd", "linearized", "kernel", "lazy")  # others follow alphabetically
+REGIME_ORDER = ("sgd", "linearized", "kernel", "lazy", "ntk_limit", "mup_limit")  # others: a–z
+LIMIT_REGIMES = ("ntk_limit", "mup_limit")  # activations are samples of the limit, not units
 DTYPES = ("float32", "float16")
 COMPRESSIONS: dict[str, dict[str, Any]] = {
     "none": {},
