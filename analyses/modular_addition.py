@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> None:
                                f"train.steps={sc['steps']}",
                                f"train.checkpoints={sc['checkpoints']}",
                                f"train.device={sc['device']}"])
-    res = run(cfg, out / "run")
+    res = run(cfg, out / "run", overwrite=True)
     acc = pd.concat([pd.DataFrame(m).assign(regime=r) for r, m in res.metrics.items()])
     acc.to_csv(out / "accuracy.csv", index=False)
     with open_run(res.path) as r:

@@ -85,7 +85,7 @@ def measure_task(spec: dict, task: str, scale: dict, out: Path, data_dir: str | 
         for width in scale["widths"]:
             cfg = run_config(spec, task, width, seed, scale, data_dir)
             run_dir = out / "runs" / task / f"width={width}__seed={seed}"
-            res = run(cfg, run_dir)
+            res = run(cfg, run_dir, overwrite=True)
             shutil.rmtree(run_dir / "state")  # resume states of a finished run: not needed
             finals = {**{r: res.final(r) for r in res.metrics}, "kernel_infinite": inf}
             rows += [dict(task=task, kind=kind, width=width, seed=seed, regime=regime,

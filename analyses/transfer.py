@@ -57,7 +57,7 @@ def pretrain(family: str, spec: dict, scale: dict, out: Path) -> dict:
         f"model.width={scale['width']}", f"train.steps={scale['pretrain_steps']}",
         f"data.n_train={json.dumps(scale['n_train'][family])}",
         f"train.device={scale['device']}"]))
-    res = run(cfg, out / f"pretrain_{family}")
+    res = run(cfg, out / f"pretrain_{family}", overwrite=True)
     ds, model0 = prepare(cfg)
     with open_run(res.path) as r:
         theta0 = r.params(cfg.train.regimes[0], 0)

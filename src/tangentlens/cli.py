@@ -15,13 +15,28 @@ def _cmd_run(args: argparse.Namespace) -> None:
     from .train import run
 
     cfg = load_config(args.config, args.overrides)
-    result = run(cfg, out_dir=args.out, resume=args.resume)
+    result = run(cfg, out_dir=args.out, resume=args.resume, overwrite=args.overwrite)
     for regime, rows in result.metrics.items():
         last = rows[-1]
         print(f"{regime:>10}: step {last['step']:>6}  train_loss {last['train_loss']:.4g}  "
               f"test_loss {last['test_loss']:.4g}  test_acc {last['test_acc']:.4g}")
     if result.path is not None:
         print(f"wrote {result.path}")
+    if result.diverged:
+        raise Diverged("; ".join(
+            f"regime {r!r} diverged at step {s} (train.lr={cfg.train.lr}); the other regimes "
+            "finished and were written; lower train.lr" for r, s in result.diverged.items()))
+
+
+class Diverged(ValueError):
+    """A regime diverged (the run still finished and wrote the others)."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (exit 2) instead of usage + error."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _cmd_index(args: argparse.Namespace) -> None:
@@ -63,7 +78,7 @@ def _cmd_quickstart(args: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from .version import __version__
 
-    p = argparse.ArgumentParser(prog="tangentlens", description=(
+    p = Parser(prog="tangentlens", description=(
         "Train a network and its linearization as a matched pair, cache activations, "
         "and analyze which representations change."))
     p.add_argument("--version", action="version", version=f"tangentlens {__version__}")
@@ -74,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("overrides", nargs="*", help="key=value overrides, e.g. model.width=512")
     r.add_argument("--out", required=True, help="run directory (run.h5, metrics.json)")
     r.add_argument("--resume", action="store_true", help="continue a killed run from its last checkpoint")
+    r.add_argument("--overwrite", action="store_true",
+                   help="delete the run already in --out (after every input check passed) and start again")
     r.set_defaults(func=_cmd_run)
 
     a = sub.add_parser("analyze", help="run the analyses on cached runs")
@@ -135,8 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     except SweepError as e:
         print(f"tangentlens {args.command}: {e}", file=sys.stderr)
         return 1
-    except (ValueError, KeyError, FileNotFoundError) as e:
+    except (ValueError, KeyError, OSError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        msg = " ".join(str(msg).split())  # one line, whatever the exception held
         print(f"tangentlens {args.command}: error: {msg}", file=sys.stderr)
         return 2
     return 0

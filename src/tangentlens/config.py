@@ -7,6 +7,7 @@ trained in every requested regime from the same θ0.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import math
 import typing
@@ -163,6 +164,9 @@ def validate(cfg: RunConfig) -> None:
                     ("train.batch_size", cfg.train.batch_size), ("train.alpha", cfg.train.alpha),
                     ("probe.batch_size", cfg.probe.batch_size)]:
         _positive(path, v)
+    for path, v in [("data.n_train", cfg.data.n_train), ("data.n_test", cfg.data.n_test)]:
+        if v is not None:
+            _positive(path, v)
     for path, v in [("train.steps", cfg.train.steps), ("train.ridge", cfg.train.ridge),
                     ("train.momentum", cfg.train.momentum), ("probe.n_train", cfg.probe.n_train),
                     ("probe.n_test", cfg.probe.n_test), ("train.weight_decay", cfg.train.weight_decay)]:
@@ -218,7 +222,10 @@ def _build(cls: type, d: dict[str, Any], prefix: str) -> Any:
     kwargs = {}
     for key, value in d.items():
         if key not in names:
-            raise ConfigError(f"unknown config field '{prefix}{key}'; valid fields: {', '.join(names)}")
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f"did you mean '{prefix}{close[0]}'? " if close else ""
+            raise ConfigError(f"unknown config field '{prefix}{key}'; {hint}valid fields: "
+                              f"{', '.join(names)}")
         hint = hints[key]
         if dataclasses.is_dataclass(hint):
             kwargs[key] = _build(hint, value, f"{prefix}{key}.")
@@ -265,7 +272,21 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if "=" not in text:
         raise ConfigError(f"override {text!r} is not valid; use key=value, e.g. model.width=512")
     key, raw = text.split("=", 1)
-    return key.strip().split("."), yaml.safe_load(raw) if raw.strip() else None
+    keys = key.strip().split(".")
+    if not all(keys):
+        raise ConfigError(f"override {text!r} is not valid: key {key!r} has an empty part; "
+                          "use key=value, e.g. model.width=512")
+    try:
+        return keys, yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"override {text!r}: the value {raw!r} is not valid YAML "
+                          f"({_yaml_problem(e)})") from None
+
+
+def _yaml_problem(e: Exception) -> str:
+    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    mark = getattr(e, "problem_mark", None)
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark else problem
 
 
 def apply_overrides(d: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -295,7 +316,18 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     d: dict[str, Any] = {}
     if path is not None:
         p = Path(path)
+        if p.is_dir():
+            raise ConfigError(f"config file {str(p)!r} is a directory; give a YAML file")
         if not p.is_file():
             raise FileNotFoundError(f"config file {str(p)!r} does not exist")
-        d = yaml.safe_load(p.read_text()) or {}
+        try:
+            d = yaml.safe_load(p.read_text())
+        except UnicodeDecodeError:
+            raise ConfigError(f"config file {str(p)!r} is not a text file; give a YAML file") from None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config file {str(p)!r} is not valid YAML ({_yaml_problem(e)})") from None
+        if not isinstance(d, dict):
+            what = "empty" if d is None else f"a {type(d).__name__}, not a mapping"
+            raise ConfigError(f"config file {str(p)!r} is {what}; it must be a mapping of "
+                              "sections, e.g. 'model: {width: 256}'")
     return RunConfig.from_dict(apply_overrides(d, overrides or []))

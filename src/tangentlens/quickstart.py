@@ -27,7 +27,7 @@ def quickstart(out: str | Path = "data/quickstart") -> str:
     cfg = load_config(None, QUICKSTART)
     print(f"[1/3] training {', '.join(cfg.train.regimes)} on digits (width {cfg.model.width}, "
           f"{cfg.train.steps} steps) ...", flush=True)
-    result = run(cfg, out_dir=out / "run")
+    result = run(cfg, out_dir=out / "run", overwrite=True)  # the demo rewrites its own output
     for regime, rows in result.metrics.items():
         print(f"      {regime:>10}: test acc {rows[-1]['test_acc']:.3f}, test loss {rows[-1]['test_loss']:.4f}")
     print(f"      ({time.perf_counter() - t0:.0f} s)\n[2/3] analyzing cached activations ...", flush=True)

@@ -131,7 +131,8 @@ def execute(task: Task) -> tuple[str, str | None]:
     from . import train
 
     try:
-        train.run(RunConfig.from_dict(task.config), task.run_dir, resume=task.resume)
+        train.run(RunConfig.from_dict(task.config), task.run_dir, resume=task.resume,
+                  overwrite=not task.resume)  # a grid point that is not resumable starts afresh
     except Exception as e:  # noqa: BLE001 — reported per run by run_sweep
         return task.name, f"{type(e).__name__}: {e}"
     return task.name, None

@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
-from .config import RunConfig
+from .budget import check_budget
+from .config import ConfigError, RunConfig
 from .regimes import Trainer, accuracy, loss_fn, lr_lambda, targets
+from .rundir import RUN_FILE, STATE_DIR, check_out_dir, load_state, make_out_dir, save_state
 
 EVAL_MAX_TRAIN = 2048  # training metrics use a fixed subset of at most this many points
 CLOSED_FORM = ("kernel", "ntk_limit", "mup_limit")  # regimes not trained by a Trainer
@@ -62,23 +63,44 @@ class Batches:
         return self._perm[1][i * self.bs:(i + 1) * self.bs]
 
 
-def prepare(cfg: RunConfig):
-    """Load the data, build θ0 and pick the probe set (all deterministic by seed)."""
+def load_data(cfg: RunConfig):
+    """The dataset of ``cfg`` (deterministic by seed); non-finite inputs or targets are refused."""
     from . import data as datasets
-    from .models import build_model
 
     d = cfg.data
     options = dict(d.options)
     if d.data_dir is not None:
         options["data_dir"] = d.data_dir
     ds = datasets.load(d.name, seed=cfg.seed, n_train=d.n_train, n_test=d.n_test, **options)
-    model_cfg = cfg.model
-    if model_cfg.kind == "transformer" and model_cfg.d_vocab is None:
-        model_cfg = type(model_cfg)(**{**vars(model_cfg), "d_vocab": ds.info.get("d_vocab")})
+    for name in ("x_train", "y_train", "x_test", "y_test"):
+        t = getattr(ds, name)
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            bad = ~torch.isfinite(t.reshape(len(t), -1)).all(1)
+            raise ConfigError(f"data.name={d.name!r} with options {options}: {name} holds "
+                              f"{int(bad.sum())} rows with NaN/Inf values (first: row "
+                              f"{int(bad.nonzero()[0])}); inputs and targets must be finite")
+    return ds
+
+
+def model_config(cfg: RunConfig, ds):
+    """``cfg.model`` completed from the dataset (a transformer's vocabulary size)."""
+    if cfg.model.kind == "transformer" and cfg.model.d_vocab is None:
+        return type(cfg.model)(**{**vars(cfg.model), "d_vocab": ds.info.get("d_vocab")})
+    return cfg.model
+
+
+def build(cfg: RunConfig, model_cfg, ds):
+    """θ0: the model of ``model_cfg`` from ``cfg.seed``, in ``train.dtype``."""
+    from .models import build_model
+
     model0 = build_model(model_cfg, ds.input_shape, ds.n_outputs, seed=cfg.seed)
-    dtype = getattr(torch, cfg.train.dtype)
-    model0 = model0.to(dtype)
-    return ds, model0
+    return model0.to(getattr(torch, cfg.train.dtype))
+
+
+def prepare(cfg: RunConfig):
+    """Load the data and build θ0 (all deterministic by seed)."""
+    ds = load_data(cfg)
+    return ds, build(cfg, model_config(cfg, ds), ds)
 
 
 def probe_set(cfg: RunConfig, ds) -> dict:
@@ -137,15 +159,12 @@ def _snapshot(module) -> dict[str, torch.Tensor]:
     return {n: p.detach().cpu().clone() for n, p in module.named_parameters()}
 
 
-def _save_state(path: Path, state: dict) -> None:
-    """Atomic torch.save (tmp file + os.replace) so a kill never leaves a torn state file."""
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
-def run(cfg: RunConfig, out_dir: str | Path | None = None, resume: bool = False) -> RunResult:
+def run(cfg: RunConfig, out_dir: str | Path | None = None, resume: bool = False,
+        overwrite: bool = False) -> RunResult:
     """Train every regime of ``cfg``; with ``out_dir``, cache activations to ``out_dir/run.h5``.
+
+    An ``out_dir`` that already holds a run is refused unless ``resume`` (continue it from
+    its saved state) or ``overwrite`` (delete it, once every input check has passed).
 
     >>> from tangentlens import load_config, run
     >>> cfg = load_config(None, ["model.width=16", "train.steps=20", "train.checkpoints=2",
@@ -156,15 +175,26 @@ def run(cfg: RunConfig, out_dir: str | Path | None = None, resume: bool = False)
     >>> result.final("sgd")["train_loss"] < result.metrics["sgd"][0]["train_loss"]
     True
     """
+    out = None if out_dir is None else Path(out_dir)
+    if out is not None:
+        check_out_dir(out, resume, overwrite)
     device, dtype = torch.device(cfg.train.device), getattr(torch, cfg.train.dtype)
-    ds, model0 = prepare(cfg)
-    model0 = model0.to(device)
+    ds = load_data(cfg)
+    trained = [r for r in cfg.train.regimes if r not in CLOSED_FORM]
+    if set(cfg.train.regimes) - {"kernel"} and cfg.train.batch_size > ds.n_train:
+        raise ConfigError(f"train.batch_size={cfg.train.batch_size} is larger than the {ds.n_train} "
+                          f"training points of data.name={cfg.data.name!r}; use at most {ds.n_train}")
+    model_cfg = model_config(cfg, ds)
+    check_budget(cfg, model_cfg, ds, out)
+    model0 = build(cfg, model_cfg, ds).to(device)
     hooks = cfg.probe.hooks or list(model0.hook_names)
     unknown = [h for h in hooks if h not in model0.hook_names]
     if unknown:
-        from .config import ConfigError
-
         raise ConfigError(f"probe.hooks contains unknown hook(s) {unknown}; valid: {model0.hook_names}")
+    states = {}
+    if resume and out is not None:  # every state file is checked before anything is written
+        states = {r: load_state(out / STATE_DIR / f"{r}.pt") for r in trained
+                  if (out / STATE_DIR / f"{r}.pt").exists()}
     probe = probe_set(cfg, ds)
     cast = lambda t: t.to(device, dtype) if t.is_floating_point() else t.to(device)  # noqa: E731
     probe_x = cast(probe["x"])
@@ -173,17 +203,12 @@ def run(cfg: RunConfig, out_dir: str | Path | None = None, resume: bool = False)
     checkpoints = cfg.checkpoint_steps()
     result = RunResult()
 
-    writer, state_dir = None, None
-    if out_dir is not None:
+    writer = None
+    if out is not None:
         from .store import RunWriter
 
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        state_dir = out / "state"
-        state_dir.mkdir(exist_ok=True)
-        result.path = out / "run.h5"
-        if not resume and result.path.exists():
-            result.path.unlink()
+        make_out_dir(out, overwrite)
+        result.path = out / RUN_FILE
         writer = RunWriter(result.path, cfg.to_dict(), {k: v for k, v in probe.items()},
                            compression=cfg.probe.compression, dtype=cfg.probe.dtype,
                            resume=resume and result.path.exists(), seed=cfg.seed)
@@ -201,52 +226,61 @@ def run(cfg: RunConfig, out_dir: str | Path | None = None, resume: bool = False)
                 s.write_params(_snapshot(params_of))
             writer.append_metrics(regime, row)
 
-    batches = Batches(len(y_train), cfg.train.batch_size, cfg.seed)
-    for regime in [r for r in cfg.train.regimes if r not in CLOSED_FORM]:
-        trainer = Trainer(regime, model0, cfg)
-        lin = trainer.module if regime == "linearized" else None
-        start = 0
-        state_file = state_dir / f"{regime}.pt" if state_dir is not None else None
-        if resume and state_file is not None and state_file.exists():
-            state = torch.load(state_file, weights_only=False)
-            trainer.load_state_dict(state["trainer"])
-            start = state["step"]
-            result.metrics[regime] = state["metrics"]
-            result.metrics[regime] = [r for r in result.metrics[regime] if r["step"] < start]
-        bar = tqdm(total=cfg.train.steps, initial=start, desc=regime, disable=not cfg.train.progress,
-                   leave=False)
-        for step in range(start, cfg.train.steps + 1):
-            if step in checkpoints:
-                if state_file is not None:
-                    _save_state(state_file, {"trainer": trainer.state_dict(), "step": step,
-                                             "metrics": result.metrics.get(regime, [])})
-                checkpoint(regime, step, trainer, lin, trainer.output, trainer.model)
-            if step == cfg.train.steps:
-                break
-            idx = batches(step)
-            loss = trainer.step(x_train[idx], y_train[idx])
-            first_loss = loss if step == start else first_loss
-            bar.update(1)
-            if not math.isfinite(loss) or loss > DIVERGENCE_FACTOR * max(first_loss, 1e-12):
-                result.diverged[regime] = step
-                tqdm.write(f"regime '{regime}' diverged at step {step} (loss={loss}); "
-                           "it stops here, the other regimes continue")
-                break
-        bar.close()
+    try:
+        batches = Batches(len(y_train), cfg.train.batch_size, cfg.seed)
+        for regime in trained:
+            state_file = out / STATE_DIR / f"{regime}.pt" if out is not None else None
+            _train(cfg, regime, model0, batches, x_train, y_train, checkpoints, checkpoint,
+                   state_file, states.get(regime), result)
+        if "kernel" in cfg.train.regimes:
+            _kernel_regime(cfg, model0, ds, x_train, y_train, checkpoint, cast)
+        for regime in [r for r in cfg.train.regimes if r in ("ntk_limit", "mup_limit")]:
+            from .limits.regime import train_limit
 
-    if "kernel" in cfg.train.regimes:
-        _kernel_regime(cfg, model0, ds, x_train, y_train, checkpoint, cast)
-    for regime in [r for r in cfg.train.regimes if r in ("ntk_limit", "mup_limit")]:
-        from .limits.regime import train_limit
-
-        cpu = {k: tuple(t.cpu() for t in v) for k, v in evaluator.sets.items()}
-        train_limit(regime, cfg, ds, probe, cpu, batches, lr_lambda(cfg), hooks, writer,
-                    lambda r, row: result.metrics.setdefault(r, []).append(row))
-    if writer is not None:
-        writer.close()
-        (Path(out_dir) / "metrics.json").write_text(json.dumps(
-            {"metrics": result.metrics, "diverged": result.diverged}, indent=1, default=float))
+            cpu = {k: tuple(t.cpu() for t in v) for k, v in evaluator.sets.items()}
+            train_limit(regime, cfg, ds, probe, cpu, batches, lr_lambda(cfg), hooks, writer,
+                        lambda r, row: result.metrics.setdefault(r, []).append(row))
+        if writer is not None:
+            writer.close()
+            (out / "metrics.json").write_text(json.dumps(
+                {"metrics": result.metrics, "diverged": result.diverged}, indent=1, default=float))
+    finally:
+        if writer is not None:
+            writer.release()
     return result
+
+
+def _train(cfg: RunConfig, regime: str, model0, batches: Batches, x_train, y_train,
+           checkpoints: list[int], checkpoint, state_file: Path | None, state: dict | None,
+           result: RunResult) -> None:
+    """Train one regime step by step from θ0 (or from ``state``), checkpointing as it goes."""
+    trainer = Trainer(regime, model0, cfg)
+    lin = trainer.module if regime == "linearized" else None
+    start = 0
+    if state is not None:
+        trainer.load_state_dict(state["trainer"])
+        start = state["step"]
+        result.metrics[regime] = [r for r in state["metrics"] if r["step"] < start]
+    bar = tqdm(total=cfg.train.steps, initial=start, desc=regime, disable=not cfg.train.progress,
+               leave=False)
+    for step in range(start, cfg.train.steps + 1):
+        if step in checkpoints:
+            if state_file is not None:
+                save_state(state_file, {"trainer": trainer.state_dict(), "step": step,
+                                        "metrics": result.metrics.get(regime, [])})
+            checkpoint(regime, step, trainer, lin, trainer.output, trainer.model)
+        if step == cfg.train.steps:
+            break
+        idx = batches(step)
+        loss = trainer.step(x_train[idx], y_train[idx])
+        first_loss = loss if step == start else first_loss
+        bar.update(1)
+        if not math.isfinite(loss) or loss > DIVERGENCE_FACTOR * max(first_loss, 1e-12):
+            result.diverged[regime] = step
+            tqdm.write(f"regime '{regime}' diverged at step {step} (loss={loss}); "
+                       "it stops here, the other regimes continue")
+            break
+    bar.close()
 
 
 def _kernel_regime(cfg: RunConfig, model0, ds, x_train, y_train, checkpoint, cast) -> None:

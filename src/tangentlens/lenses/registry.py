@@ -80,6 +80,7 @@ def analyze(runs: Sequence[str | os.PathLike] | str | os.PathLike, out_dir: str 
     from threadpoolctl import threadpool_limits
 
     from ..store import open_run
+    from ..store.lock import refuse_if_being_written
     from ..version import __version__
 
     names = list(only) if only else list(ANALYSES)
@@ -87,9 +88,12 @@ def analyze(runs: Sequence[str | os.PathLike] | str | os.PathLike, out_dir: str 
     if bad:
         raise ValueError(f"unknown analysis {bad}; valid: {list(ANALYSES)}")
     paths = run_files([runs] if isinstance(runs, (str, os.PathLike)) else runs)
+    for p in paths:
+        refuse_if_being_written(p)
     opened = [open_run(p) for p in paths]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").unlink(missing_ok=True)  # a killed analysis leaves no stale summary
     summary: dict[str, Any] = {
         "tangentlens_version": __version__,
         "runs": [{"path": str(r.path), "label": run_label(r), **config_columns(r),
@@ -105,8 +109,9 @@ def analyze(runs: Sequence[str | os.PathLike] | str | os.PathLike, out_dir: str 
         torch.set_num_threads(torch_threads)
         for run in opened:
             run.close()
-    path = out / "summary.json"
-    path.write_text(json.dumps(_jsonable(summary), indent=1))
+    path, tmp = out / "summary.json", out / "summary.json.tmp"
+    tmp.write_text(json.dumps(_jsonable(summary), indent=1))
+    os.replace(tmp, path)  # written last and atomically: present means every output is
     return path
 
 

@@ -34,6 +34,7 @@ from .layout import (
     check_name,
     flatten,
 )
+from .lock import lock_for_writing
 from .provenance import git_sha, version_of
 
 
@@ -141,16 +142,23 @@ class RunWriter:
         self._completed: dict[str, set[int]] = {}
         self._file: h5py.File | None = None  # open only inside a step
         self._closed = False
+        self._lock = None  # open file holding the writer lock
         x, split = _numpy(probe["x"]), _numpy(probe["split"]).astype(np.uint8)
         self.n_probe = len(x)
         if resume and self.path.exists():
-            self._resume(x.shape, split)
+            self._lock = lock_for_writing(self.path)  # before rolling back anyone's session
+            try:
+                self._resume(x.shape, split)
+            except BaseException:
+                self.release()
+                raise
         elif self.path.exists():
             raise FileExistsError(
                 f"{self.path} exists; pass resume=True to continue it or delete it"
             )
         else:
             self._create(probe, x, split, seed)
+            self._lock = lock_for_writing(self.path)
 
     # -- sessions -------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -305,6 +313,14 @@ class RunWriter:
             with self._session() as f:
                 f.attrs["complete"] = True
             self._closed = True
+        self.release()
+
+    def release(self) -> None:
+        """End writing without marking the run complete, and drop the lock (idempotent)."""
+        self._closed = True
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
 
     def __enter__(self) -> Self:
         return self
@@ -313,3 +329,4 @@ class RunWriter:
         if exc_type is None:
             self.close()
         self._closed = True
+        self.release()
