@@ -12,9 +12,10 @@ import sys
 
 def _cmd_run(args: argparse.Namespace) -> None:
     from .config import load_config
+
+    cfg = load_config(args.config, args.overrides)  # config errors come before importing torch
     from .train import run
 
-    cfg = load_config(args.config, args.overrides)
     result = run(cfg, out_dir=args.out, resume=args.resume, overwrite=args.overwrite)
     for regime, rows in result.metrics.items():
         last = rows[-1]

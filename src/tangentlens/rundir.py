@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 RUN_FILE = "run.h5"
@@ -34,7 +35,7 @@ def existing_run(out: Path) -> list[str]:
 
 def check_out_dir(out: Path, resume: bool, overwrite: bool) -> None:
     """Refuse an ``out`` that is not a writable directory, or that holds a run when
-    neither ``resume`` nor ``overwrite`` is given.  Touches nothing on disk."""
+    neither ``resume`` nor ``overwrite`` is given.  Leaves nothing on disk."""
     if resume and overwrite:
         raise RunDirError("--resume and --overwrite exclude each other: resume continues the run "
                           f"in {out}, overwrite deletes it")
@@ -45,9 +46,11 @@ def check_out_dir(out: Path, resume: bool, overwrite: bool) -> None:
         parent = parent.parent
     if not parent.is_dir():
         raise RunDirError(f"--out {str(out)!r} is not valid: {str(parent)!r} is a file")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise RunDirError(f"--out {str(out)!r} is not writable (no write permission on "
-                          f"{str(parent)!r}); give a directory you can write")
+    try:  # a real write test: permissions alone miss read-only mounts and root
+        os.rmdir(tempfile.mkdtemp(prefix=".tangentlens-write-test-", dir=parent))
+    except OSError as e:
+        raise RunDirError(f"--out {str(out)!r} is not writable ({e.strerror} in {str(parent)!r}); "
+                          "give a directory you can write") from None
     found = existing_run(out) if out.is_dir() else []
     if found and not (resume or overwrite):
         raise RunDirError(f"--out {str(out)!r} already holds a run ({', '.join(found)}); pass "

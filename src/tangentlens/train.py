@@ -176,11 +176,15 @@ def run(cfg: RunConfig, out_dir: str | Path | None = None, resume: bool = False,
     True
     """
     out = None if out_dir is None else Path(out_dir)
+    trained = [r for r in cfg.train.regimes if r not in CLOSED_FORM]
+    states = {}
     if out is not None:
         check_out_dir(out, resume, overwrite)
+        if resume:  # every state file is checked before anything is built or written
+            states = {r: load_state(out / STATE_DIR / f"{r}.pt") for r in trained
+                      if (out / STATE_DIR / f"{r}.pt").exists()}
     device, dtype = torch.device(cfg.train.device), getattr(torch, cfg.train.dtype)
     ds = load_data(cfg)
-    trained = [r for r in cfg.train.regimes if r not in CLOSED_FORM]
     if set(cfg.train.regimes) - {"kernel"} and cfg.train.batch_size > ds.n_train:
         raise ConfigError(f"train.batch_size={cfg.train.batch_size} is larger than the {ds.n_train} "
                           f"training points of data.name={cfg.data.name!r}; use at most {ds.n_train}")
@@ -191,10 +195,6 @@ def run(cfg: RunConfig, out_dir: str | Path | None = None, resume: bool = False,
     unknown = [h for h in hooks if h not in model0.hook_names]
     if unknown:
         raise ConfigError(f"probe.hooks contains unknown hook(s) {unknown}; valid: {model0.hook_names}")
-    states = {}
-    if resume and out is not None:  # every state file is checked before anything is written
-        states = {r: load_state(out / STATE_DIR / f"{r}.pt") for r in trained
-                  if (out / STATE_DIR / f"{r}.pt").exists()}
     probe = probe_set(cfg, ds)
     cast = lambda t: t.to(device, dtype) if t.is_floating_point() else t.to(device)  # noqa: E731
     probe_x = cast(probe["x"])
