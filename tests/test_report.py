@@ -54,3 +54,18 @@ def test_quickstart_tiny(tmp_path, monkeypatch, capsys):
     assert message.endswith(str(tmp_path / "qs" / "report.html"))
     _check_page(tmp_path / "qs" / "report.html", tmp_path / "qs" / "analysis")
     assert "kernel" in capsys.readouterr().out
+
+
+def test_report_escapes_names_from_configs(tmp_path):
+    evil = "<script>alert(1)</script>"
+    run_dir = tmp_path / "run"
+    assert main(["run", "analyses/configs/teacher_mlp.yaml", "--out", str(run_dir), "model.width=16",
+                 "train.steps=4", "train.checkpoints=2", "train.progress=false", f"name='{evil}'",
+                 "train.regimes=[sgd,linearized]", "probe.n_train=16", "probe.n_test=16"]) == 0
+    out = tmp_path / "report.html"
+    assert main(["report", str(run_dir), "--out", str(out), "--only", "change"]) == 0
+    text = out.read_text()
+    assert "<script" not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+    parser = _Collect()
+    parser.feed(text)
+    assert "script" not in parser.tags

@@ -55,7 +55,7 @@ def _cmd_analyze(args: argparse.Namespace) -> None:
 def _cmd_report(args: argparse.Namespace) -> None:
     from .report import write_report
 
-    print(f"wrote {write_report(args.runs, args.out, analysis_dir=args.analysis_dir)}")
+    print(f"wrote {write_report(args.runs, args.out, analysis_dir=args.analysis_dir, only=args.only)}")
 
 
 def _cmd_sweep(args: argparse.Namespace) -> None:
@@ -109,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", required=True, help="HTML file to write")
     rep.add_argument("--analysis-dir", default=None,
                      help="reuse analyses already written there (default: OUT's folder/analysis)")
+    rep.add_argument("--only", nargs="*", default=None, help="names of analyses to run")
     rep.set_defaults(func=_cmd_report)
 
     sw = sub.add_parser("sweep", help="expand a grid (key=v1,v2,...) into runs and execute them")
