@@ -65,8 +65,8 @@ def test_sweep_restart_skips_complete_and_resumes_incomplete(tmp_path, monkeypat
 
     calls = []
     real = train.run
-    monkeypatch.setattr(train, "run", lambda cfg, out, resume=False: calls.append(
-        (out, resume)) or real(cfg, out, resume=resume))
+    monkeypatch.setattr(train, "run", lambda cfg, out, resume=False, overwrite=False: calls.append(
+        (out, resume)) or real(cfg, out, resume=resume, overwrite=overwrite))
     index = run_sweep(None, grid, tmp_path, progress=False)
     assert calls == [(str(tmp_path / "seed=1"), True)]  # seed 0 skipped, seed 1 resumed
     runs = open_runs(index)
@@ -88,10 +88,10 @@ def test_sweep_rejects_a_different_config_in_place(tmp_path):
 def test_failed_run_reported_others_finish(tmp_path, monkeypatch):
     real = train.run
 
-    def flaky(cfg, out, resume=False):
+    def flaky(cfg, out, resume=False, overwrite=False):
         if cfg.seed == 0:
             raise RuntimeError("boom")
-        return real(cfg, out, resume=resume)
+        return real(cfg, out, resume=resume, overwrite=overwrite)
 
     monkeypatch.setattr(train, "run", flaky)
     with pytest.raises(SweepError, match="seed=0: RuntimeError: boom"):
