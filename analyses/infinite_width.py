@@ -65,7 +65,8 @@ def train_one(out: Path, sweep: str, scale: dict, seed: int, width: int, gamma: 
         f"train.limit_particles={scale['particles']}", f"data.n_train={scale['n_train']}",
         f"train.batch_size={scale['n_train']}", f"data.n_test={scale['n_test']}",
         f"probe.n_train={scale['n_probe']}", f"probe.n_test={scale['n_probe']}"])
-    result = run(cfg, out / "runs" / sweep / f"width={width}__gamma={gamma:g}__seed={seed}")
+    result = run(cfg, out / "runs" / sweep / f"width={width}__gamma={gamma:g}__seed={seed}",
+                 overwrite=True)
     rows = []
     with open_run(result.path) as r:
         for regime in r.regimes:
