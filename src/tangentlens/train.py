@@ -185,9 +185,6 @@ def run(cfg: RunConfig, out_dir: str | Path | None = None, resume: bool = False,
                       if (out / STATE_DIR / f"{r}.pt").exists()}
     device, dtype = torch.device(cfg.train.device), getattr(torch, cfg.train.dtype)
     ds = load_data(cfg)
-    if set(cfg.train.regimes) - {"kernel"} and cfg.train.batch_size > ds.n_train:
-        raise ConfigError(f"train.batch_size={cfg.train.batch_size} is larger than the {ds.n_train} "
-                          f"training points of data.name={cfg.data.name!r}; use at most {ds.n_train}")
     model_cfg = model_config(cfg, ds)
     check_budget(cfg, model_cfg, ds, out)
     model0 = build(cfg, model_cfg, ds).to(device)
@@ -196,7 +193,7 @@ def run(cfg: RunConfig, out_dir: str | Path | None = None, resume: bool = False,
     if unknown:
         raise ConfigError(f"probe.hooks contains unknown hook(s) {unknown}; valid: {model0.hook_names}")
     probe = probe_set(cfg, ds)
-    cast = lambda t: t.to(device, dtype) if t.is_floating_point() else t.to(device)  # noqa: E731
+    cast = lambda t: t.to(device, dtype) if t.is_floating_point() else t.to(device)
     probe_x = cast(probe["x"])
     x_train, y_train = cast(ds.x_train), cast(ds.y_train)
     evaluator = _Evaluator(cfg, ds, device, dtype)
