@@ -177,12 +177,13 @@ def _width_csv(path: Path, gap: float, noise: float, decay: float) -> Path:
         lim = {"mup_limit": (0.6 + 0.05 * seed, 0.03), "ntk_limit": (0.0, 0.1 + 0.01 * seed)}
         for w in (128, 512, 2048):
             rel = 1 + gap + decay / math.sqrt(w) + noise * eps
-            rows += [dict(seed=seed, width=w, regime="sgd", hidden_gram_change=lim["mup_limit"][0] * rel,
-                          test_loss=lim["mup_limit"][1] * rel),
-                     dict(seed=seed, width=w, regime="linearized", hidden_gram_change=0.2,
-                          test_loss=lim["ntk_limit"][1] * rel)]
-        rows += [dict(seed=seed, width=512, regime=r, hidden_gram_change=g, test_loss=t)
-                 for r, (g, t) in lim.items()]
+            (g, loss), (_, lin_loss) = lim["mup_limit"], lim["ntk_limit"]
+            rows += [{"seed": seed, "width": w, "regime": "sgd", "hidden_gram_change": g * rel,
+                      "test_loss": loss * rel},
+                     {"seed": seed, "width": w, "regime": "linearized",
+                      "hidden_gram_change": 0.2, "test_loss": lin_loss * rel}]
+        rows += [{"seed": seed, "width": 512, "regime": r, "hidden_gram_change": g,
+                  "test_loss": t} for r, (g, t) in lim.items()]
     path.mkdir()
     pd.DataFrame(rows).to_csv(path / "width.csv", index=False)
     (path / "infinite_width.png").write_bytes(b"png")
