@@ -13,7 +13,7 @@ full-batch GD). Two sweeps, seeds as repeated points (mean and 95% t-interval):
 2. γ at the fixed width of the config: sgd-μP and ``mup_limit`` over ``model.gamma``
    (``ntk_limit``: 0 at every γ).
 
-    python analyses/infinite_width.py [--scale tiny|default|full] [--out DIR] [--threads N]
+    python analyses/infinite_width.py [--scale tiny|quick|default|full] [--out DIR] [--threads N]
 
 Writes OUT/width.csv, OUT/gamma.csv, OUT/summary.json, OUT/infinite_width.png (vs width),
 OUT/gamma_strength.png (vs γ); runs in OUT/runs/{width,gamma}/.
@@ -42,6 +42,8 @@ LIMITS = ("ntk_limit", "mup_limit")
 SCALES = {
     "tiny": dict(widths=[32, 64], seeds=[0, 1], gammas=[1.0, 16.0], steps=10, particles=256,
                  n_train=32, n_test=32, n_probe=16),
+    "quick": dict(widths=[128, 512, 2048], seeds=[0, 1, 2], gammas=[2.0, 16.0], steps=100,
+                  particles=2048, n_train=256, n_test=256, n_probe=64),
     "default": dict(widths=[128, 256, 512, 1024, 2048, 4096], seeds=[0, 1, 2],
                     gammas=[0.5, 2.0, 8.0, 16.0, 32.0], steps=200, particles=2048,
                     n_train=256, n_test=512, n_probe=128),

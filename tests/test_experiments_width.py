@@ -68,3 +68,13 @@ def test_infinite_width_tiny(tmp_path):
     assert mup.iloc[-1] > mup.iloc[0] > 0  # a larger γ moves the limit's hidden kernel more
     assert (tmp_path / "infinite_width.png").is_file() and (tmp_path / "gamma_strength.png").is_file()
     assert json.loads((tmp_path / "summary.json").read_text())["scale"] == "tiny"
+    # the findings' Q8 rows read this output: 2 seeds, so every claim is inconclusive
+    from tangentlens.findings.limits import limit_rows
+
+    rows, figs, _ = limit_rows(tmp_path, tmp_path / "doc")
+    by = {r["label"]: r for r in rows}
+    assert by["ntk_limit: hidden-Gram change"]["values"] == [0.0, 0.0]
+    assert by["mup_limit: hidden-Gram change"]["mean"] > 0
+    assert {r["verdict"] for r in rows if "verdict" in r} == {"inconclusive"}
+    assert "sgd vs mup_limit: (finite − limit)/limit of the test loss, w=64" in by
+    assert all((tmp_path / "doc" / f).is_file() for f in figs)

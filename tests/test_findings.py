@@ -164,3 +164,53 @@ def test_findings_tiny_end_to_end(tmp_path):
     findings("tiny", tmp_path / "docs", data=tmp_path / "data", reuse=True)
     again = json.loads((tmp_path / "docs" / "findings.json").read_text())
     assert all(e["reused"] for e in again["experiments"])
+
+
+def _width_csv(path: Path, gap: float, noise: float, decay: float) -> Path:
+    """A synthetic infinite_width ``width.csv``: per seed a mup_limit Gram change and test
+    losses; finite widths differ from their limit by ``gap`` + ``decay``·w^−1/2 (relative)
+    and a seed-dependent ``noise``."""
+    import pandas as pd
+
+    rows = []
+    for seed, eps in zip(range(3), (-1.0, 0.5, 0.5)):
+        lim = {"mup_limit": (0.6 + 0.05 * seed, 0.03), "ntk_limit": (0.0, 0.1 + 0.01 * seed)}
+        for w in (128, 512, 2048):
+            rel = 1 + gap + decay / math.sqrt(w) + noise * eps
+            (g, loss), (_, lin_loss) = lim["mup_limit"], lim["ntk_limit"]
+            rows += [{"seed": seed, "width": w, "regime": "sgd", "hidden_gram_change": g * rel,
+                      "test_loss": loss * rel},
+                     {"seed": seed, "width": w, "regime": "linearized",
+                      "hidden_gram_change": 0.2, "test_loss": lin_loss * rel}]
+        rows += [{"seed": seed, "width": 512, "regime": r, "hidden_gram_change": g,
+                  "test_loss": t} for r, (g, t) in lim.items()]
+    path.mkdir()
+    pd.DataFrame(rows).to_csv(path / "width.csv", index=False)
+    (path / "infinite_width.png").write_bytes(b"png")
+    return path
+
+
+@pytest.mark.parametrize("gap,noise,decay,expected", [
+    (0.0, 0.01, 0.0, "supported"),       # CI of (finite − limit)/limit within ±0.1 of 0
+    (0.2, 0.01, 0.0, "not supported"),   # a constant 20% offset: excludes 0, no shrinking
+    (0.0, 0.001, 8.0, "supported"),      # excludes 0 at w=2048 (0.18) but shrinks as w^−1/2
+])
+def test_limit_rows_verdicts(tmp_path, gap, noise, decay, expected):
+    from tangentlens.findings.limits import limit_rows
+
+    rows, figs, notes = limit_rows(_width_csv(tmp_path / "iw", gap, noise, decay), tmp_path)
+    by = {r["label"]: r for r in rows}
+    assert by["mup_limit: hidden-Gram change"]["verdict"] == "supported"
+    ntk = by["ntk_limit: hidden-Gram change"]
+    assert ntk["verdict"] == "supported" and ntk["lo"] == ntk["hi"] == 0.0
+    assert by["sgd-μP − linearized w=2048: hidden-Gram change"]["verdict"] == "supported"
+    tops = [r for r in rows if r["label"].endswith("/limit of the test loss, w=2048")
+            or r["label"].endswith("/limit of the hidden-Gram change, w=2048")]
+    assert len(tops) == 3 and {r["verdict"] for r in tops} == {expected}
+    assert tops[0]["mean"] == pytest.approx(gap + decay / math.sqrt(2048), abs=0.003)
+    if decay:
+        assert all("shrinks with width" in r["reason"] for r in tops)
+        slope = by["sgd vs mup_limit: slope of |test loss difference| vs width"]
+        assert slope["mean"] == pytest.approx(-0.5, abs=0.01) and "verdict" not in slope
+    assert all((tmp_path / f).is_file() for f in figs) and len(figs) == 2
+    assert any("±0.1 of 0" in n for n in notes)

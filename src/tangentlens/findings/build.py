@@ -62,12 +62,13 @@ def findings(scale: str = "default", out: str | Path | None = None,
     shutil.rmtree(figures, ignore_errors=True)
     figures.mkdir(parents=True, exist_ok=True)
     sections = []
-    for qid, name, answer in QUESTIONS:
+    for qid, names, answer in QUESTIONS:
         t = time.time()
-        if name is None:
+        if not names:
             s = answer(scale, out, [cmd], device=device)
         else:
-            s = answer(Path(done[name]["out"]), out, [cmd, done[name]["command"]])
+            s = answer(*(Path(done[n]["out"]) for n in names), out,
+                       [cmd, *(done[n]["command"] for n in names)])
         s["seconds"] = round(time.time() - t, 1)
         sections.append(s)
     doc = {"title": "tangentlens findings: NTK / linearized vs trained networks",

@@ -7,8 +7,12 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .stats import combine, estimate, verdict
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 FIGURES = Path("figures") / "findings"  # relative to the document
 
@@ -42,6 +46,13 @@ def section(qid: str, title: str, question: str, claim: str, commands: Sequence[
     return {"id": qid, "title": title, "question": question, "claim": claim,
             "commands": list(commands), "figures": list(figures), "headline": head,
             **combine(judged), "rows": list(rows), "notes": notes}
+
+
+def per_seed_slopes(df: pd.DataFrame, x: str, y: str) -> list[float]:
+    """The log-log slope of y on x fitted separately for every seed."""
+    from ..experiments.scaling import fit_slope
+
+    return [fit_slope(s[x], s[y])["slope"] for _, s in df.groupby("seed")]
 
 
 def copy_figure(src: str | Path, out: Path, name: str) -> str:

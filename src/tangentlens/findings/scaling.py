@@ -1,17 +1,17 @@
 """Q6–Q8, read from the regime_gap, depth_width and width_sweep experiments: the
 sgd–linearized–kernel gap vs width and task, closeness to the kernel regime vs
 depth/width, and the width laws of μP vs NTK parametrization (per-seed log-log slopes,
-summarized over seeds), plus the infinite-width limits when ``tangentlens.limits`` exists."""
+summarized over seeds) next to the infinite-width limits themselves (``limits``, read from
+the infinite_width experiment)."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pandas as pd
 
-from ..experiments.scaling import fit_slope
-from .common import copy_figure, missing, row, section
+from .common import copy_figure, per_seed_slopes, row, section
+from .limits import limit_rows
 
 HOOK = "layers.0.hook_post"
 SLOPE_TOL = 0.15  # a theory slope is "supported" when the CI lies within ± this of it
@@ -51,11 +51,6 @@ def regime_gap(rg: Path, out: Path, commands: list[str]) -> dict:
          "kernel regime's test error (1 − accuracy) or test loss."])
 
 
-def per_seed_slopes(df: pd.DataFrame, x: str, y: str) -> list[float]:
-    """The log-log slope of y on x fitted separately for every seed."""
-    return [fit_slope(s[x], s[y])["slope"] for _, s in df.groupby("seed")]
-
-
 def depth_width(dw: Path, out: Path, commands: list[str]) -> dict:
     """Q7: slope of the NTK's relative change vs depth/width (per seed, over all depths and
     widths): claim > 0, and the Hanin–Nica expectation ≈ 1; hidden change as context."""
@@ -79,14 +74,11 @@ def depth_width(dw: Path, out: Path, commands: list[str]) -> dict:
          "(depth, width) runs."])
 
 
-def limits_available() -> bool:
-    return importlib.util.find_spec("tangentlens.limits") is not None
-
-
-def width_laws(ws: Path, out: Path, commands: list[str]) -> dict:
+def width_laws(ws: Path, iw: Path, out: Path, commands: list[str]) -> dict:
     """Q8: per-seed slope of the hidden layer's relative change vs width for sgd under ntk
-    (theory −0.5) and mup (theory 0), their difference (claim > 0), per task; the limits row
-    when ``tangentlens.limits`` is importable is still marked not computed here."""
+    (theory −0.5) and mup (theory 0), their difference (claim > 0), per task (width_sweep);
+    then the infinite-width limits and finite widths against them (infinite_width,
+    ``limits.limit_rows``)."""
     df = pd.read_csv(Path(ws) / "width_sweep.csv")
     df = df[(df["hook"] == HOOK) & (df["regime"] == "sgd") & (df["view"] == "network")]
     rows = []
@@ -100,19 +92,19 @@ def width_laws(ws: Path, out: Path, commands: list[str]) -> dict:
                  row(f"{task}: slope mup − slope ntk", [m - n for m, n in
                                                         zip(slopes["mup"], slopes["ntk"])],
                      claim="greater")]
-    if limits_available():
-        rows.append(missing("infinite-width limits (μP and NTK)", "tangentlens.limits is "
-                            "importable, but the findings do not compute the limits yet"))
-    else:
-        rows.append(missing("infinite-width limits (μP and NTK)",
-                            "tangentlens.limits is missing (issue 14)"))
+    lim_rows, lim_figs, lim_notes = limit_rows(iw, out)
+    rows += lim_rows
     figs = [copy_figure(p, out, f"q8_{p.name}") for p in sorted(Path(ws).glob("change_vs_width_*.png"))]
+    figs += lim_figs
     return section(
         "Q8", "Feature learning at infinite width: μP vs NTK width laws",
         "Feature learning at infinite width: μP vs NTK parametrization width laws (slopes with "
         "CIs), and, once tangentlens.limits exists, the limits themselves.",
         "Under NTK parametrization the hidden layer's relative change vanishes as width^−1/2, "
-        "under μP it is width-independent, so the μP slope is larger.",
+        "under μP it is width-independent, so the μP slope is larger; at infinite width the "
+        "μP limit still moves its hidden kernel while the NTK limit's is frozen, and finite "
+        "widths converge to their limits (sgd-μP → mup_limit, linearized → ntk_limit).",
         commands, figs, rows, next((r["label"] for r in rows if "mup −" in r["label"]), ""),
         [f"1-hidden-layer tanh MLP (width_sweep), sgd, hook {HOOK}; slopes fitted per seed; a "
-         f"theory slope is supported when its CI contains it and lies within ±{SLOPE_TOL} of it."])
+         f"theory slope is supported when its CI contains it and lies within ±{SLOPE_TOL} of it.",
+         *lim_notes])
