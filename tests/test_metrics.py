@@ -190,9 +190,10 @@ def test_gradient_span_rank_cutoff(rng):
         M.gradient_span_fraction(np.ones((5, 63)), grads)
 
 
-def test_streaming_span_matches_one_dense_svd(rng):
+@pytest.mark.parametrize("max_dim", [None, 39])  # with a complement / against the basis
+def test_streaming_span_matches_one_dense_svd(rng, max_dim):
     g = rng.standard_normal((300, 12)) @ rng.standard_normal((12, 40))  # rank 12 in R^40
-    span = M.StreamingSpan(40)
+    span = M.StreamingSpan(40, max_dim=max_dim)
     for block in np.array_split(g, 7):
         span.add(block)
     _, s, vt = np.linalg.svd(g, full_matrices=False)

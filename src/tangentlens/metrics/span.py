@@ -17,11 +17,15 @@ from .arrays import as_features
 class StreamingSpan:
     """Orthonormal basis (d, dim) of the row span of the blocks passed to ``add``.
 
-    Each block is orthogonalized against the basis (classical Gram–Schmidt, done twice for
-    stability); the SVD of what is left gives the new directions, kept while their singular
-    value exceeds ``rcond`` × the largest row norm seen so far and the basis has fewer than
-    ``max_dim`` columns. ``residual`` = sqrt(dropped / total energy) of all rows fed bounds
-    ‖G − G Q Qᵀ‖_F / ‖G‖_F (0 up to rounding while nothing is dropped).
+    New directions are the right singular vectors of the part of a block outside the
+    basis, kept while their singular value exceeds ``rcond`` × the largest row norm seen so
+    far and the basis has fewer than ``max_dim`` columns. Without a cap (``max_dim`` >= d)
+    an orthonormal complement C of the basis is kept too, so a block costs O(b·d·(d − dim))
+    (its outside part is g C); with a cap, the block is orthogonalized against the basis
+    (classical Gram–Schmidt, done twice) after being replaced, when it has more than d
+    rows, by the R of its QR (same row span, residuals and singular values). ``residual``
+    = sqrt(dropped / total energy) of all rows fed bounds ‖G − G Q Qᵀ‖_F / ‖G‖_F (0 up
+    to rounding while nothing is dropped).
     """
 
     def __init__(self, d: int, rcond: float = 1e-6, max_dim: int | None = None):
@@ -30,6 +34,7 @@ class StreamingSpan:
         self.d, self.rcond = d, rcond
         self.max_dim = d if max_dim is None else min(d, max_dim)
         self.basis = np.zeros((d, 0))
+        self._complement = np.eye(d) if self.max_dim == d else None
         self.n_rows = 0
         self._scale = self._total = self._dropped = 0.0
 
@@ -52,16 +57,19 @@ class StreamingSpan:
             raise ValueError(f"block has d = {g.shape[1]} features; the span has d = {self.d}")
         return g
 
-    def _orthogonal_part(self, g: np.ndarray) -> np.ndarray:
-        q = self.basis
-        r = g - (g @ q) @ q.T
-        return r - (r @ q) @ q.T
+    def _outside(self, g: np.ndarray) -> np.ndarray:
+        """g's part outside the basis: coordinates in C, or (R of g) (I − Q Qᵀ) with a cap."""
+        if self._complement is not None:
+            return g @ self._complement
+        g = np.linalg.qr(g, mode="r") if len(g) > self.d else g
+        r = g - (g @ self.basis) @ self.basis.T
+        return r - (r @ self.basis) @ self.basis.T
 
     def residual_of(self, block: Any) -> float:
         """‖g − g Q Qᵀ‖_F / ‖g‖_F for a block not added (e.g. a held-out one); 0 if g = 0."""
         g = self._rows(block)
         total = np.sum(g**2)
-        return float(np.sqrt(np.sum(self._orthogonal_part(g) ** 2) / total)) if total else 0.0
+        return float(np.sqrt(np.sum(self._outside(g) ** 2) / total)) if total else 0.0
 
     def add(self, block: Any) -> StreamingSpan:
         """Grow the basis by the directions of ``block`` (rows) it does not yet span."""
@@ -71,8 +79,18 @@ class StreamingSpan:
         self.n_rows += len(g)
         self._total += float(np.sum(g**2))
         self._scale = max(self._scale, float(np.sqrt(np.max(np.sum(g**2, axis=1)))))
-        _, s, vt = np.linalg.svd(self._orthogonal_part(g), full_matrices=False)
+        r = self._outside(g)
+        left = float(np.sum(r**2))
+        if self.full or left <= (self.rcond * self._scale) ** 2:  # no singular value passes
+            self._dropped += left
+            return self
+        if self._complement is not None and len(r) > r.shape[1]:
+            r = np.linalg.qr(r, mode="r")
+        _, s, vt = np.linalg.svd(r, full_matrices=self._complement is not None)
         keep = min(int(np.sum(s > self.rcond * self._scale)), self.max_dim - self.dim)
+        if self._complement is not None:  # rotate C so its first columns are the new ones
+            vt = (self._complement @ vt.T).T
+            self._complement = vt[keep:].T
         self.basis = np.hstack([self.basis, vt[:keep].T])
         self._dropped += float(np.sum(s[keep:] ** 2))
         return self
