@@ -14,13 +14,13 @@ import pandas as pd
 import pytest
 import torch
 
+from tangentlens.config import ModelConfig, RunConfig
 from tangentlens.lenses.gradient_span import gradient_span, gradient_spans, output_gradients
 from tangentlens.lenses.registry import ANALYSES, analyze
 from tangentlens.lenses.tables import COLUMNS
 from tangentlens.metrics import span_fraction
-from tangentlens.rebuild import data_and_model_at_init
-from tangentlens.config import ModelConfig, RunConfig
 from tangentlens.models import build_model
+from tangentlens.rebuild import data_and_model_at_init
 from tangentlens.store import open_run
 from tangentlens.train import run as train_run
 
@@ -195,7 +195,7 @@ def test_gradient_span_equals_a_dense_computation(tmp_path):
         for x in x_train:
             leaf = {}
             handle = modules[hook].register_forward_hook(
-                lambda _m, _i, out: leaf.setdefault("h", out.detach().requires_grad_()))
+                lambda _m, _i, out, leaf=leaf: leaf.setdefault("h", out.detach().requires_grad_()))
             f = model(x[None])
             handle.remove()
             rows.append(torch.autograd.grad(f.sum(), leaf["h"])[0].reshape(-1).double())
@@ -204,7 +204,8 @@ def test_gradient_span_equals_a_dense_computation(tmp_path):
         v = vt[sv > 1e-6 * sv[0]]
         df = gradient_span(run, hooks=[hook])
         for (regime, view), sel in df[df.step == 20].groupby(["regime", "view"]):
-            h = [run.activations(regime, t, hook, v, "all").numpy() for t, v in ((0, "network"), (20, view))]
+            h = [run.activations(regime, t, hook, v, "all").numpy()
+                 for t, v in ((0, "network"), (20, view))]
             dh = (h[1] - h[0]).astype(np.float64)
             dense = np.sum((dh @ v.T) ** 2) / np.sum(dh**2)
             share = sel[sel.metric == "span_fraction"].value.item()
@@ -212,6 +213,11 @@ def test_gradient_span_equals_a_dense_computation(tmp_path):
             assert sel[sel.metric == "span_dim"].value.item() == len(v)
         blocks = gradient_spans(model, x_train, {hook: 32}, block_vectors=5)[hook]
         np.testing.assert_allclose(blocks["basis"] @ blocks["basis"].T, v.T @ v, atol=1e-8)
+    capped = gradient_spans(model, x_train, {hook: 32}, max_dim=10, block_vectors=5)[hook]
+    q, held = capped["basis"], g[10:15]  # two blocks of 5 fill the cap; the third is held out
+    assert q.shape == (32, 10) and capped["n_points"] == 10
+    assert capped["residual"] == pytest.approx(np.linalg.norm(held - held @ q @ q.T)
+                                               / np.linalg.norm(held))
 
 
 def test_kernel_distance_is_zero_at_step0(analyzed):

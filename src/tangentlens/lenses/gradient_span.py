@@ -68,10 +68,11 @@ def gradient_spans(model: torch.nn.Module, x_train: torch.Tensor, dims: dict[str
                    block_vectors: int = 2048) -> dict[str, dict]:
     """{hook: {basis, n_points, residual}}: the span of ∂f/∂h over all of ``x_train``.
 
-    Training points are streamed in blocks of ⌈block_vectors / O⌉. A hook is done once its
-    basis is all of R^d (the rest lie in it: n_points = n) or has ``max_dim`` columns; then
-    n_points counts the points streamed and residual is the relative residual of the next,
-    held-out block (with no block left, the residual bound over the streamed rows).
+    Training points are streamed in blocks of max(1, ⌊block_vectors / O⌋). A hook is done
+    once its basis is all of R^d (the rest lie in it: n_points = n) or has ``max_dim``
+    columns; then n_points counts the points streamed and residual is the relative residual
+    of the next, held-out block (with no block left, the residual bound over the streamed
+    rows).
     """
     with torch.no_grad():
         n_out = int(np.prod(model(x_train[:1]).shape[1:]))
