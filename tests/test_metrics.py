@@ -190,16 +190,17 @@ def test_gradient_span_rank_cutoff(rng):
         M.gradient_span_fraction(np.ones((5, 63)), grads)
 
 
-@pytest.mark.parametrize("max_dim", [None, 39])  # with a complement / against the basis
-def test_streaming_span_matches_one_dense_svd(rng, max_dim):
-    g = rng.standard_normal((300, 12)) @ rng.standard_normal((12, 40))  # rank 12 in R^40
+# rank 30 > 40/2 without a cap switches to the complement; with a cap it never does
+@pytest.mark.parametrize("rank,max_dim", [(12, None), (30, None), (30, 39)])
+def test_streaming_span_matches_one_dense_svd(rng, rank, max_dim):
+    g = rng.standard_normal((300, rank)) @ rng.standard_normal((rank, 40))
     span = M.StreamingSpan(40, max_dim=max_dim)
     for block in np.array_split(g, 7):
         span.add(block)
     _, s, vt = np.linalg.svd(g, full_matrices=False)
     v = vt[s > 1e-6 * s[0]]
-    assert span.dim == len(v) == 12 and span.n_rows == 300 and span.residual < 1e-12
-    np.testing.assert_allclose(span.basis.T @ span.basis, np.eye(12), atol=1e-12)
+    assert span.dim == len(v) == rank and span.n_rows == 300 and span.residual < 1e-12
+    np.testing.assert_allclose(span.basis.T @ span.basis, np.eye(rank), atol=1e-12)
     np.testing.assert_allclose(span.basis @ span.basis.T, v.T @ v, atol=1e-10)
     dh = rng.standard_normal((9, 40))
     assert M.span_fraction(dh, span.basis) == pytest.approx(

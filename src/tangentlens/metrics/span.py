@@ -19,13 +19,13 @@ class StreamingSpan:
 
     New directions are the right singular vectors of the part of a block outside the
     basis, kept while their singular value exceeds ``rcond`` × the largest row norm seen so
-    far and the basis has fewer than ``max_dim`` columns. Without a cap (``max_dim`` >= d)
-    an orthonormal complement C of the basis is kept too, so a block costs O(b·d·(d − dim))
-    (its outside part is g C); with a cap, the block is orthogonalized against the basis
-    (classical Gram–Schmidt, done twice) after being replaced, when it has more than d
-    rows, by the R of its QR (same row span, residuals and singular values). ``residual``
-    = sqrt(dropped / total energy) of all rows fed bounds ‖G − G Q Qᵀ‖_F / ‖G‖_F (0 up
-    to rounding while nothing is dropped).
+    far and the basis has fewer than ``max_dim`` columns. The outside part is the block
+    orthogonalized against the basis (classical Gram–Schmidt, done twice), O(b·d·dim); once
+    the basis fills more than half of R^d (and ``max_dim`` >= d), an orthonormal complement
+    C is kept instead and the outside part is g C, O(b·d·(d − dim)). A block with more
+    rows than columns is replaced by the R of its QR before the SVD (same singular values
+    and right vectors). ``residual`` = sqrt(dropped / total energy) of all rows fed bounds
+    ‖G − G Q Qᵀ‖_F / ‖G‖_F (0 up to rounding while nothing is dropped).
     """
 
     def __init__(self, d: int, rcond: float = 1e-6, max_dim: int | None = None):
@@ -34,7 +34,7 @@ class StreamingSpan:
         self.d, self.rcond = d, rcond
         self.max_dim = d if max_dim is None else min(d, max_dim)
         self.basis = np.zeros((d, 0))
-        self._complement = np.eye(d) if self.max_dim == d else None
+        self._complement: np.ndarray | None = None
         self.n_rows = 0
         self._scale = self._total = self._dropped = 0.0
 
@@ -58,10 +58,9 @@ class StreamingSpan:
         return g
 
     def _outside(self, g: np.ndarray) -> np.ndarray:
-        """g's part outside the basis: coordinates in C, or (R of g) (I − Q Qᵀ) with a cap."""
+        """g's part outside the basis: g (I − Q Qᵀ), or its coordinates g C in the complement."""
         if self._complement is not None:
             return g @ self._complement
-        g = np.linalg.qr(g, mode="r") if len(g) > self.d else g
         r = g - (g @ self.basis) @ self.basis.T
         return r - (r @ self.basis) @ self.basis.T
 
@@ -84,7 +83,7 @@ class StreamingSpan:
         if self.full or left <= (self.rcond * self._scale) ** 2:  # no singular value passes
             self._dropped += left
             return self
-        if self._complement is not None and len(r) > r.shape[1]:
+        if len(r) > r.shape[1]:
             r = np.linalg.qr(r, mode="r")
         _, s, vt = np.linalg.svd(r, full_matrices=self._complement is not None)
         keep = min(int(np.sum(s > self.rcond * self._scale)), self.max_dim - self.dim)
@@ -93,6 +92,8 @@ class StreamingSpan:
             self._complement = vt[keep:].T
         self.basis = np.hstack([self.basis, vt[:keep].T])
         self._dropped += float(np.sum(s[keep:] ** 2))
+        if self._complement is None and self.max_dim == self.d and 2 * self.dim > self.d:
+            self._complement = np.linalg.qr(self.basis, mode="complete")[0][:, self.dim:]
         return self
 
 
