@@ -14,11 +14,14 @@ import pandas as pd
 import pytest
 import torch
 
-from tangentlens.lenses.gradient_span import n_points, output_gradients
+from tangentlens.config import ModelConfig, RunConfig
+from tangentlens.lenses.gradient_span import gradient_span, gradient_spans, output_gradients
 from tangentlens.lenses.registry import ANALYSES, analyze
 from tangentlens.lenses.tables import COLUMNS
-from tangentlens.config import ModelConfig, RunConfig
+from tangentlens.metrics import span_fraction
 from tangentlens.models import build_model
+from tangentlens.rebuild import data_and_model_at_init
+from tangentlens.store import open_run
 from tangentlens.train import run as train_run
 
 FIRST = "layers.0.hook_post"
@@ -122,11 +125,16 @@ def test_gradient_span_fraction_and_random_baseline(analyzed):
     wide = df.pivot_table(index=["regime", "view", "step", "hook"], columns="metric",
                           values="value").reset_index()
     later = wide[wide.step > 0]
-    assert len(later) and later.span_fraction.between(0, 1).all()
+    assert len(later) and later.span_fraction.between(0, 1 + 1e-12).all()
     np.testing.assert_allclose(wide.random_baseline, wide.span_dim / wide.hook_dim)
-    assert (wide.span_dim <= wide.n_points).all() and (wide.span_dim < wide.hook_dim).all()
+    assert (wide.n_points == 512).all()  # the span is over the whole training set
+    assert (wide.span_dim <= np.minimum(wide.hook_dim, wide.n_points)).all()
+    assert (wide.span_residual < 1e-6).all()
     assert wide[wide.step == 0].span_fraction.isna().all()  # Δh = 0
-    assert "hook_logits" not in set(df.hook)  # d = O leaves no room for a span
+    # one output: ∂f/∂h at the last hidden layer is the readout vector for every input
+    assert (wide[wide.hook == "layers.1.hook_post"].span_dim == 1).all()
+    logits = later[later.hook == "hook_logits"]  # d = O: the span is all of R^O
+    assert (logits.span_dim == 1).all() and np.allclose(logits.span_fraction, 1)
 
 
 def test_output_gradients_match_the_closed_form():
@@ -134,14 +142,82 @@ def test_output_gradients_match_the_closed_form():
     model = build_model(ModelConfig(width=8, depth=1, activation="relu"), (5,), 3).double()
     x = torch.randn(4, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     w_out = model.readout.weight_mult * model.readout.weight.detach()  # (3, 8)
-    post = output_gradients(model, x, "layers.0.hook_post").reshape(4, 3, 8)
-    torch.testing.assert_close(post, w_out.expand(4, 3, 8))
+    grads = output_gradients(model, x, ["layers.0.hook_post", "layers.0.hook_pre"])
+    torch.testing.assert_close(grads["layers.0.hook_post"].reshape(4, 3, 8), w_out.expand(4, 3, 8))
     _, cache = model.run_with_cache(x, names_filter=["layers.0.hook_pre"])
     active = (cache["layers.0.hook_pre"] > 0).double()
-    pre = output_gradients(model, x, "layers.0.hook_pre").reshape(4, 3, 8)
+    pre = grads["layers.0.hook_pre"].reshape(4, 3, 8)
     torch.testing.assert_close(pre, w_out[None] * active[:, None, :])
-    assert n_points(d=64, n_outputs=1, n_available=128) == 16
-    assert n_points(d=10, n_outputs=10, n_available=128) == 0
+    with pytest.raises(KeyError, match="unknown hook"):
+        output_gradients(model, x, ["nope"])
+
+
+# first layer, kernel regime and linearized training: ΔW = Σ c ∂f/∂h(x_i) x_iᵀ, so Δh is in
+# the span of ∂f/∂h over all n_train = 256 training points (dim 256 of d = 512)
+IDENTITY = {
+    "name": "span_identity", "seed": 0,
+    "data": {"name": "teacher", "n_train": 256, "n_test": 64,
+             "options": {"d": 32, "k": 2, "link": "relu", "task": "regression"}},
+    "model": {"kind": "mlp", "width": 512, "depth": 1, "activation": "relu",
+              "parametrization": "ntk"},
+    "train": {"regimes": ["linearized", "kernel"], "lr": 1.0, "steps": 20, "batch_size": 64,
+              "checkpoints": 1, "progress": False},
+    "probe": {"n_train": 64, "n_test": 64, "hooks": ["layers.0.hook_pre"]},
+}
+
+
+def test_first_layer_change_lies_in_the_span_of_all_training_gradients(tmp_path):
+    run = open_run(_train(IDENTITY, tmp_path) / "run.h5")
+    df = gradient_span(run)
+    wide = df[df.step == 20].pivot_table(index=["regime", "view"], columns="metric",
+                                         values="value")
+    assert len(wide) == 4  # linearized and kernel, network and tangent view
+    assert (wide.span_fraction >= 0.99).all(), wide.span_fraction
+    assert (wide.n_points == 256).all() and (wide.span_dim == 256).all()
+    np.testing.assert_allclose(wide.random_baseline, 0.5)
+    # the old span (gradients at 64 points) misses much of Δh: the test can fail
+    ds, model = data_and_model_at_init(run)
+    few = gradient_spans(model, ds.x_train[:64], {"layers.0.hook_pre": 512})
+    h = [run.activations("kernel", t, "layers.0.hook_pre", split="all").numpy() for t in (0, 20)]
+    assert span_fraction(h[1] - h[0], few["layers.0.hook_pre"]["basis"]) < 0.9
+
+
+def test_gradient_span_equals_a_dense_computation(tmp_path):
+    cfg = {**IDENTITY, "data": {**IDENTITY["data"], "n_train": 24},
+           "model": {**IDENTITY["model"], "width": 32, "depth": 2},
+           "train": {**IDENTITY["train"], "regimes": ["sgd", "kernel"], "dtype": "float64"},
+           "probe": {"n_train": 16, "n_test": 16}}
+    run = open_run(_train(cfg, tmp_path) / "run.h5")
+    ds, model = data_and_model_at_init(run)
+    x_train, modules = ds.x_train.double(), dict(model.named_modules())
+    for hook in ("layers.0.hook_pre", "layers.1.hook_pre"):
+        rows = []  # ∂f/∂h(x_i) by autograd, one example at a time: h replaced by a leaf
+        for x in x_train:
+            leaf = {}
+            handle = modules[hook].register_forward_hook(
+                lambda _m, _i, out, leaf=leaf: leaf.setdefault("h", out.detach().requires_grad_()))
+            f = model(x[None])
+            handle.remove()
+            rows.append(torch.autograd.grad(f.sum(), leaf["h"])[0].reshape(-1).double())
+        g = torch.stack(rows).numpy()  # (24, 32): one output
+        _, sv, vt = np.linalg.svd(g, full_matrices=False)  # the row span by one dense SVD
+        v = vt[sv > 1e-6 * sv[0]]
+        df = gradient_span(run, hooks=[hook])
+        for (regime, view), sel in df[df.step == 20].groupby(["regime", "view"]):
+            h = [run.activations(regime, t, hook, v, "all").numpy()
+                 for t, v in ((0, "network"), (20, view))]
+            dh = (h[1] - h[0]).astype(np.float64)
+            dense = np.sum((dh @ v.T) ** 2) / np.sum(dh**2)
+            share = sel[sel.metric == "span_fraction"].value.item()
+            assert share == pytest.approx(dense, abs=1e-9), (hook, regime, view)
+            assert sel[sel.metric == "span_dim"].value.item() == len(v)
+        blocks = gradient_spans(model, x_train, {hook: 32}, block_vectors=5)[hook]
+        np.testing.assert_allclose(blocks["basis"] @ blocks["basis"].T, v.T @ v, atol=1e-8)
+    capped = gradient_spans(model, x_train, {hook: 32}, max_dim=10, block_vectors=5)[hook]
+    q, held = capped["basis"], g[10:15]  # two blocks of 5 fill the cap; the third is held out
+    assert q.shape == (32, 10) and capped["n_points"] == 10
+    assert capped["residual"] == pytest.approx(np.linalg.norm(held - held @ q @ q.T)
+                                               / np.linalg.norm(held))
 
 
 def test_kernel_distance_is_zero_at_step0(analyzed):

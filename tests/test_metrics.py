@@ -190,6 +190,39 @@ def test_gradient_span_rank_cutoff(rng):
         M.gradient_span_fraction(np.ones((5, 63)), grads)
 
 
+# rank 30 > 40/2 without a cap switches to the complement; with a cap it never does
+@pytest.mark.parametrize("rank,max_dim", [(12, None), (30, None), (30, 39)])
+def test_streaming_span_matches_one_dense_svd(rng, rank, max_dim):
+    g = rng.standard_normal((300, rank)) @ rng.standard_normal((rank, 40))
+    span = M.StreamingSpan(40, max_dim=max_dim)
+    for block in np.array_split(g, 7):
+        span.add(block)
+    _, s, vt = np.linalg.svd(g, full_matrices=False)
+    v = vt[s > 1e-6 * s[0]]
+    assert span.dim == len(v) == rank and span.n_rows == 300 and span.residual < 1e-12
+    np.testing.assert_allclose(span.basis.T @ span.basis, np.eye(rank), atol=1e-12)
+    np.testing.assert_allclose(span.basis @ span.basis.T, v.T @ v, atol=1e-10)
+    dh = rng.standard_normal((9, 40))
+    assert M.span_fraction(dh, span.basis) == pytest.approx(
+        np.sum((dh @ v.T) ** 2) / np.sum(dh**2), abs=1e-12)
+
+
+def test_streaming_span_cap_reports_its_residual(rng):
+    g = rng.standard_normal((30, 20))
+    span = M.StreamingSpan(20, max_dim=5).add(g[:10])
+    assert span.full and span.dim == 5
+    held = g[10:]
+    exact = np.linalg.norm(held - held @ span.basis @ span.basis.T) / np.linalg.norm(held)
+    assert span.residual_of(held) == pytest.approx(exact) and 0.5 < exact < 1
+    # what was dropped from the first block bounds its residual
+    first = np.linalg.norm(g[:10] - g[:10] @ span.basis @ span.basis.T) / np.linalg.norm(g[:10])
+    assert span.residual == pytest.approx(first)
+    with pytest.raises(ValueError, match="block has d = 19 features; the span has d = 20"):
+        span.add(np.ones((2, 19)))
+    with pytest.raises(ValueError, match="max_dim=0"):
+        M.StreamingSpan(20, max_dim=0)
+
+
 # ---------------------------------------------------------------- kernels
 
 

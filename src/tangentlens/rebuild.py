@@ -13,10 +13,15 @@ def model_at_init(run: Any) -> torch.nn.Module:
     When the run holds a step-0 θ snapshot, that snapshot is loaded, so the model is the
     recorded θ0 even if model construction changed since the run was written.
     """
+    return data_and_model_at_init(run)[1]
+
+
+def data_and_model_at_init(run: Any) -> tuple[Any, torch.nn.Module]:
+    """The run's dataset (its full training set included) and ``model_at_init(run)``."""
     from .config import RunConfig
     from .train import prepare
 
-    _, model = prepare(RunConfig.from_dict(run.config))
+    ds, model = prepare(RunConfig.from_dict(run.config))
     for regime in run.regimes:
         try:
             params = run.params(regime, 0)
@@ -24,7 +29,7 @@ def model_at_init(run: Any) -> torch.nn.Module:
             continue
         load_params(model, params)
         break
-    return model.eval()
+    return ds, model.eval()
 
 
 def load_params(model: torch.nn.Module, params: dict[str, torch.Tensor]) -> torch.nn.Module:

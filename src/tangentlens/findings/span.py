@@ -45,5 +45,6 @@ def span_share(ws: Path, out: Path, commands: list[str]) -> dict:
         "dimension, for sgd and for the linearized model in both views.",
         commands, figs, rows, main[0]["label"] if main else "",
         [f"1-hidden-layer tanh MLP (width_sweep runs), hook {HOOK}; the span is that of the "
-         "output gradients at up to 64 probe-train inputs, capped at a quarter of the width "
-         "(lenses.gradient_span)."])
+         "output gradients at all training points (lenses.gradient_span); at this last "
+         "hidden layer ∂f/∂h is the same O readout rows for every input, so the span is "
+         "those O directions (random share O/width)."])

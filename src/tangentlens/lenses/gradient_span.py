@@ -1,11 +1,14 @@
 """Gradient-span test: does Δh lie in the span of the output gradients ∂f/∂h at θ0?
 
 Conjecture under test: the linear combinations of hidden units that change in training
-are spanned by the output-gradient directions ∂f_j(x)/∂h(x) at the data points. For a
-hook with d features, the span is that of the m·O vectors ∂f_j(x_i)/∂h(x_i) at θ0 over
-m probe-train inputs and O outputs (m capped so the span stays a small part of R^d); the
-statistic is the fraction of ‖Δh‖² = ‖h − h0‖² (rows: probe inputs) inside that span,
-next to dim/d, the fraction expected for a random subspace of the same dimension.
+are spanned by the output-gradient directions ∂f_a(x)/∂h(x) at the training points. For a
+hook with d features the span is that of the n·O vectors ∂f_a(x_i)/∂h(x_i) at θ0 over ALL
+n training points of the run's dataset and its O outputs (an orthonormal basis built by
+streaming QR, ``metrics.StreamingSpan``, over blocks of training points). For a first
+layer h = Wx + b, every Δh of linearized training or the kernel regime lies in it exactly:
+ΔW = Σ_ia c_ia ∂f_a/∂h(x_i) x_iᵀ. The statistic is the fraction of ‖Δh‖² = ‖h − h0‖²
+(rows: probe inputs) inside that span, next to dim/d, the fraction expected for a random
+subspace of the same dimension.
 """
 
 from __future__ import annotations
@@ -20,80 +23,104 @@ import torch
 
 from .. import metrics
 from ..plots import curves as figures
-from ..rebuild import model_at_init
+from ..rebuild import data_and_model_at_init
 from .spec import rows_only
 from .tables import empty, final_values, frame, main_hooks, rows_of, title_suffix
 
 NAME = "gradient_span"
 
 
-def output_gradients(model: torch.nn.Module, x: torch.Tensor, hook: str) -> torch.Tensor:
-    """∂f_j(x_i)/∂h(x_i) at the model's weights, shape (n·O, d), rows ordered (i, j).
+def output_gradients(model: torch.nn.Module, x: torch.Tensor,
+                     hooks: Sequence[str]) -> dict[str, torch.Tensor]:
+    """{hook: ∂f_a(x_i)/∂h(x_i) at the model's weights, shape (n·O, d), rows ordered (i, a)}.
 
-    A perturbation ε is added at the hook (a forward hook on its HookPoint) and f is
-    differentiated with respect to ε at 0 by ``torch.func.vjp``, one output j at a time;
-    examples do not interact, so one vjp gives every example's gradient.
+    A perturbation ε_h is added at each hook (a forward hook on its HookPoint) and f is
+    differentiated with respect to every ε_h at 0 by one ``torch.func.vjp``, vmapped over the
+    O one-hot output cotangents; examples do not interact, so it gives every example's
+    gradient.
     """
     modules = dict(model.named_modules())
-    if hook not in modules:
-        raise KeyError(f"unknown hook {hook!r}; valid: {list(model.hook_dict)}")
+    unknown = [h for h in hooks if h not in modules]
+    if unknown:
+        raise KeyError(f"unknown hook(s) {unknown}; valid: {list(model.hook_dict)}")
     with torch.no_grad():
-        _, cache = model.run_with_cache(x, names_filter=[hook])
+        _, cache = model.run_with_cache(x, names_filter=list(hooks))
 
-    def f(eps: torch.Tensor) -> torch.Tensor:
-        handle = modules[hook].register_forward_hook(lambda _m, _i, out: out + eps)
+    def f(*eps: torch.Tensor) -> torch.Tensor:
+        handles = [modules[h].register_forward_hook(lambda _m, _i, out, e=e: out + e)
+                   for h, e in zip(hooks, eps)]
         try:
             return model(x)
         finally:
-            handle.remove()
+            for handle in handles:
+                handle.remove()
 
-    out, vjp_fn = torch.func.vjp(f, torch.zeros_like(cache[hook]))
-    n = len(x)
-    flat = out.reshape(n, -1)
-    grads = []
-    for j in range(flat.shape[1]):
-        cot = torch.zeros_like(flat)
-        cot[:, j] = 1
-        grads.append(vjp_fn(cot.reshape(out.shape))[0].reshape(n, -1))
-    return torch.stack(grads, 1).reshape(-1, grads[0].shape[1]).detach()
+    out, vjp_fn = torch.func.vjp(f, *(torch.zeros_like(cache[h]) for h in hooks))
+    n, n_out = len(x), out[0].numel()
+    eye = torch.eye(n_out, dtype=out.dtype).reshape(n_out, 1, *out.shape[1:])
+    grads = torch.func.vmap(vjp_fn)(eye.expand(n_out, *out.shape))  # per hook (O, n, ...)
+    return {h: g.reshape(n_out, n, -1).transpose(0, 1).reshape(n * n_out, -1).detach()
+            for h, g in zip(hooks, grads)}
 
 
-def n_points(d: int, n_outputs: int, n_available: int, max_points: int = 64,
-             max_dim_fraction: float = 0.25) -> int:
-    """Gradient points m such that m·O <= max_dim_fraction·d (0 when even one is too many)."""
-    return max(0, min(max_points, n_available, int(max_dim_fraction * d) // n_outputs))
+def gradient_spans(model: torch.nn.Module, x_train: torch.Tensor, dims: dict[str, int],
+                   rcond: float = 1e-6, max_dim: int = 1024,
+                   block_vectors: int = 2048) -> dict[str, dict]:
+    """{hook: {basis, n_points, residual}}: the span of ∂f/∂h over all of ``x_train``.
+
+    Training points are streamed in blocks of max(1, ⌊block_vectors / O⌋). A hook is done
+    once its basis is all of R^d (the rest lie in it: n_points = n) or has ``max_dim``
+    columns; then n_points counts the points streamed and residual is the relative residual
+    of the next, held-out block (with no block left, the residual bound over the streamed
+    rows).
+    """
+    with torch.no_grad():
+        n_out = int(np.prod(model(x_train[:1]).shape[1:]))
+    block = max(1, block_vectors // n_out)
+    spans = {h: metrics.StreamingSpan(d, rcond, max_dim) for h, d in dims.items()}
+    done: dict[str, dict] = {}
+    for start in range(0, len(x_train), block):
+        live = [h for h in dims if h not in done]
+        if not live:
+            break
+        grads = output_gradients(model, x_train[start:start + block], live)
+        for h in live:
+            g, span = grads[h].double().numpy(), spans[h]
+            if span.full:  # capped below d: this block is held out
+                done[h] = {"n_points": start, "residual": span.residual_of(g)}
+                continue
+            span.add(g)
+            if span.dim == span.d:
+                done[h] = {"n_points": len(x_train), "residual": span.residual}
+    for h in dims:
+        done.setdefault(h, {"n_points": len(x_train), "residual": spans[h].residual})
+        done[h]["basis"] = spans[h].basis
+    return done
 
 
 def gradient_span(run: Any, hooks: Sequence[str] | None = None, split: str = "all",
-                  max_points: int = 64, max_dim_fraction: float = 0.25) -> pd.DataFrame:
-    """Tidy frame of span_fraction, random_baseline, span_dim, hook_dim, n_points.
-
-    Hooks where no gradient point fits (m·O > max_dim_fraction·d, e.g. hook_logits)
-    are skipped. At step 0 Δh = 0 and span_fraction is NaN.
-    """
-    model = model_at_init(run)
+                  rcond: float = 1e-6, max_dim: int = 1024) -> pd.DataFrame:
+    """Tidy frame of span_fraction, random_baseline, span_dim, hook_dim, n_points,
+    span_residual (see ``gradient_spans``). At step 0 Δh = 0 and span_fraction is NaN."""
+    ds, model = data_and_model_at_init(run)
     dtype = next(model.parameters()).dtype
-    x_train = torch.as_tensor(run.probe.train.x)
-    x_train = x_train.to(dtype) if x_train.is_floating_point() else x_train
-    with torch.no_grad():
-        n_out = int(np.prod(model(x_train[:1]).shape[1:]))
+    x_train = ds.x_train.to(dtype) if ds.x_train.is_floating_point() else ds.x_train
     regime0 = next(r for r in run.regimes if 0 in run.steps(r))
+    hooks = list(hooks if hooks is not None else run.hooks)
+    h0 = {h: run.activations(regime0, 0, h, "network", split).numpy() for h in hooks}
+    dims = {h: int(np.prod(a.shape[1:])) for h, a in h0.items()}
+    spans = gradient_spans(model, x_train, dims, rcond, max_dim)
     rows = []
-    for hook in hooks if hooks is not None else run.hooks:
-        h0 = run.activations(regime0, 0, hook, "network", split).numpy()
-        d = int(np.prod(h0.shape[1:]))
-        m = n_points(d, n_out, len(x_train), max_points, max_dim_fraction)
-        if m == 0:
-            continue
-        grads = output_gradients(model, x_train[:m], hook).double().numpy()
+    for hook in hooks:
+        basis, d = spans[hook]["basis"], dims[hook]
+        fixed = {"random_baseline": basis.shape[1] / d, "span_dim": basis.shape[1],
+                 "hook_dim": d, "n_points": spans[hook]["n_points"],
+                 "span_residual": spans[hook]["residual"]}
         for regime in run.regimes:
             for view in run.views[regime]:
                 for step in run.steps(regime):
-                    dh = run.activations(regime, step, hook, view, split).numpy() - h0
-                    res = metrics.gradient_span_fraction(dh, grads)
-                    values = {"span_fraction": res["fraction"],
-                              "random_baseline": res["random_baseline"],
-                              "span_dim": res["dim"], "hook_dim": d, "n_points": m}
+                    dh = run.activations(regime, step, hook, view, split).numpy() - h0[hook]
+                    values = {"span_fraction": metrics.span_fraction(dh, basis), **fixed}
                     rows += rows_of(regime, step, hook, view, values)
     return frame(NAME, run, rows) if rows else empty(NAME)
 

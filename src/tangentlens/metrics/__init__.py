@@ -12,12 +12,12 @@ from .arrays import as_features, to_numpy
 from .change import activation_flip_fraction, per_neuron_change, relative_change
 from .kernels import kernel_distance, kernel_relative_change, kernel_target_alignment
 from .similarity import linear_cka, pca_subspace_metrics, rbf_cka
-from .span import gradient_span_fraction
+from .span import StreamingSpan, gradient_span_fraction, span_fraction
 from .spectrum import effective_rank, participation_ratio
 
 __all__ = [
-    "activation_flip_fraction", "as_features", "effective_rank", "gradient_span_fraction",
-    "kernel_distance", "kernel_relative_change", "kernel_target_alignment", "linear_cka",
-    "participation_ratio", "pca_subspace_metrics", "per_neuron_change", "rbf_cka",
-    "relative_change", "to_numpy",
+    "StreamingSpan", "activation_flip_fraction", "as_features", "effective_rank",
+    "gradient_span_fraction", "kernel_distance", "kernel_relative_change",
+    "kernel_target_alignment", "linear_cka", "participation_ratio", "pca_subspace_metrics",
+    "per_neuron_change", "rbf_cka", "relative_change", "span_fraction", "to_numpy",
 ]
