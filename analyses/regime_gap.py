@@ -55,7 +55,9 @@ def run_config(spec: dict, task: str, width: int, seed: int, scale: dict,
     d = apply_overrides(d, [f"model.width={width}", f"seed={seed}", f"name=regime_gap_{task}",
                             f"data.n_train={scale['n_train']}", f"train.steps={scale['steps']}",
                             f"train.kernel_max_train={scale['n_train']}",
-                            f"train.device={scale['device']}"])
+                            f"train.device={scale['device']}",
+                            # at most every point per step (what a larger batch meant before)
+                            f"train.batch_size={min(d['train']['batch_size'], scale['n_train'])}"])
     if task == "mnist":
         d["data"]["data_dir"] = data_dir
     return RunConfig.from_dict(d)

@@ -107,6 +107,8 @@ CASES = {  # name: (argv, words the error line must hold)
     "steps negative": ([*RUN, "train.steps=-1"], ["train.steps=-1", ">= 0"]),
     "n_train 0": ([*RUN, "data.n_train=0"], ["data.n_train=0", "> 0"]),
     "batch size 0": ([*RUN, "train.batch_size=0"], ["train.batch_size=0", "> 0"]),
+    "batch over n_train": ([*RUN, "train.batch_size=4000"], ["train.batch_size=4000", "training points", "full"]),
+    "batch size word": ([*RUN, "train.batch_size=half"], ["train.batch_size='half'", "'full'"]),
     "unknown regime": ([*RUN, "train.regimes=[sgd,magic]"], ["'magic'", "linearized", "lazy"]),
     "no regime": ([*RUN, "train.regimes=[]"], ["train.regimes=[]", "sgd"]),
     "unknown activation": ([*RUN, "model.activation=swish"], ["'swish'", "relu", "tanh"]),

@@ -75,7 +75,7 @@ class TrainConfig:
     warmup_steps: int = 0
     loss: str = "mse"
     steps: int = 1000
-    batch_size: int = 128
+    batch_size: int | str = 128  # or "full": every training point in every step
     checkpoints: int | list[int] = 8  # int: that many log-spaced steps in [0, steps]; list: explicit
     alpha: float = 1.0  # lazy regime scale
     ridge: float = 0.0  # kernel regime ridge
@@ -161,9 +161,15 @@ def validate(cfg: RunConfig) -> None:
                     ("model.gamma", cfg.model.gamma), ("train.limit_particles", cfg.train.limit_particles),
                     ("train.limit_replicas", cfg.train.limit_replicas),
                     ("model.base_width", cfg.model.base_width), ("train.lr", cfg.train.lr),
-                    ("train.batch_size", cfg.train.batch_size), ("train.alpha", cfg.train.alpha),
+                    ("train.alpha", cfg.train.alpha),
                     ("probe.batch_size", cfg.probe.batch_size)]:
         _positive(path, v)
+    if isinstance(cfg.train.batch_size, str):
+        if cfg.train.batch_size != "full":
+            raise ConfigError(f"train.batch_size={cfg.train.batch_size!r} is not valid; expected a "
+                              "positive int or 'full' (every training point in every step)")
+    else:
+        _positive("train.batch_size", cfg.train.batch_size)
     for path, v in [("data.n_train", cfg.data.n_train), ("data.n_test", cfg.data.n_test)]:
         if v is not None:
             _positive(path, v)

@@ -159,6 +159,18 @@ def _snapshot(module) -> dict[str, torch.Tensor]:
     return {n: p.detach().cpu().clone() for n, p in module.named_parameters()}
 
 
+def train_batch_size(cfg: RunConfig, n_train: int) -> int:
+    """``train.batch_size`` as a number: ``full`` → n_train; more than n_train is an error."""
+    bs = cfg.train.batch_size
+    if bs == "full":
+        return n_train
+    if bs > n_train:
+        raise ConfigError(f"train.batch_size={bs} exceeds the {n_train} training points of "
+                          f"data {cfg.data.name!r}; use 1..{n_train}, or train.batch_size=full "
+                          "for full-batch training")
+    return bs
+
+
 def run(cfg: RunConfig, out_dir: str | Path | None = None, resume: bool = False,
         overwrite: bool = False) -> RunResult:
     """Train every regime of ``cfg``; with ``out_dir``, cache activations to ``out_dir/run.h5``.
@@ -187,6 +199,7 @@ def run(cfg: RunConfig, out_dir: str | Path | None = None, resume: bool = False,
     ds = load_data(cfg)
     model_cfg = model_config(cfg, ds)
     check_budget(cfg, model_cfg, ds, out)
+    batch_size = train_batch_size(cfg, len(ds.y_train))
     model0 = build(cfg, model_cfg, ds).to(device)
     hooks = cfg.probe.hooks or list(model0.hook_names)
     unknown = [h for h in hooks if h not in model0.hook_names]
@@ -224,7 +237,7 @@ def run(cfg: RunConfig, out_dir: str | Path | None = None, resume: bool = False,
             writer.append_metrics(regime, row)
 
     try:
-        batches = Batches(len(y_train), cfg.train.batch_size, cfg.seed)
+        batches = Batches(len(y_train), batch_size, cfg.seed)
         for regime in trained:
             state_file = out / STATE_DIR / f"{regime}.pt" if out is not None else None
             _train(cfg, regime, model0, batches, x_train, y_train, checkpoints, checkpoint,
