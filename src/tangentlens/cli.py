@@ -45,7 +45,9 @@ def _cmd_report(args: argparse.Namespace) -> None:
 def _cmd_sweep(args: argparse.Namespace) -> None:
     from .sweep import run_sweep
 
-    print(f"wrote {run_sweep(args.config, args.overrides, args.out, jobs=args.jobs)}")
+    index = run_sweep(args.config, args.overrides, args.out, jobs=args.jobs,
+                      executor=args.executor, address=args.address)
+    print(f"wrote {index}")
 
 
 def _cmd_findings(args: argparse.Namespace) -> None:
@@ -58,6 +60,15 @@ def _cmd_quickstart(args: argparse.Namespace) -> None:
     from .quickstart import quickstart
 
     print(quickstart(args.out))
+
+
+def _executor_options(p: argparse.ArgumentParser) -> None:
+    from .executors import EXECUTORS
+
+    p.add_argument("--executor", choices=EXECUTORS, default="local",
+                   help="where tasks run: local processes (default), Ray, or Slurm via submitit")
+    p.add_argument("--address", default=None,
+                   help="Ray cluster address ('auto': the running cluster; default: start one)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("overrides", nargs="*", help="key=value or key=v1,v2,... (a grid axis)")
     sw.add_argument("--out", required=True, help="sweep directory (one run directory per grid point)")
     sw.add_argument("--jobs", type=int, default=1, help="local worker processes")
+    _executor_options(sw)
     sw.set_defaults(func=_cmd_sweep)
 
     f = sub.add_parser("findings", help="run or reuse the experiments and write the findings "
