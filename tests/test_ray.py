@@ -140,3 +140,23 @@ def test_bad_slurm_option_named():
     pytest.importorskip("submitit")
     with pytest.raises(ValueError, match="partiton"):
         SlurmExecutor(".", {"partiton": "gpu"})
+
+
+@pytest.mark.slow
+def test_tiled_ntk_on_ray_equals_local(tmp_path, cluster):
+    import h5py
+    import torch
+    from types import SimpleNamespace
+
+    from tangentlens.models import build_model
+    from tangentlens.ntk.tiled import tiled_ntk
+
+    model = build_model(SimpleNamespace(kind="mlp", width=16, depth=2, activation="tanh"),
+                        (5,), 2, seed=0)
+    x = torch.randn(70, 5, generator=torch.Generator().manual_seed(0))
+    for name, ex in [("ray", RayExecutor()), ("local", LocalExecutor(1))]:
+        res = tiled_ntk(model, x, tmp_path / f"{name}.h5", tile=32, mode="full",
+                        block_size=16, executor=ex)
+        assert res.computed == res.total == 6
+    with h5py.File(tmp_path / "ray.h5") as a, h5py.File(tmp_path / "local.h5") as b:
+        assert np.array_equal(a["K"][()], b["K"][()])

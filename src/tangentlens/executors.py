@@ -28,6 +28,10 @@ Outcome = tuple[int, Any]  # (item index, fn(item) or the exception that lost it
 EXECUTORS = ("local", "ray", "slurm")
 
 
+class TasksFailed(RuntimeError):
+    """Some items were lost; the message names them, and rerunning the command retries them."""
+
+
 class Executor(Protocol):
     def map(self, fn: Callable[[T], R], items: Sequence[T]) -> Iterator[Outcome]: ...
 

@@ -29,12 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from .config import ConfigError, RunConfig, apply_overrides
-from .executors import Executor, LocalExecutor
+from .executors import Executor, LocalExecutor, TasksFailed
 
 _OPEN, _CLOSE = "[{(", "]})"
 
 
-class SweepError(RuntimeError):
+class SweepError(TasksFailed):
     """Some runs of a sweep failed; the message names them and their errors."""
 
 

@@ -28,13 +28,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from tangentlens.executors import TasksFailed
 from tangentlens.ntk.empirical import (IMPLEMENTATIONS, Params, check_choice, default_params,
                                       empirical_ntk, output_dim, pair_flops)
 
 TILE_MODES = ("trace", "full")
 
 
-class TileError(RuntimeError):
+class TileError(TasksFailed):
     """Some tiles failed; the finished ones are kept and a rerun computes the rest."""
 
 
