@@ -85,9 +85,18 @@ class LocalExecutor:
                 yield futures[future], future.result() if exc is None else exc
 
 
-def _ray_call(fn: Callable, item: Any, threads: int) -> Any:
-    set_threads(threads)
-    return fn(item)
+_ray_fns: dict[str, Callable] = {}  # fn per ObjectRef, deserialized once per Ray worker
+
+
+def _ray_call(fn_ref: list, item: Any, threads: int) -> Any:
+    import ray
+
+    key = fn_ref[0].hex()
+    if key not in _ray_fns:
+        set_threads(threads)
+        _ray_fns.clear()
+        _ray_fns[key] = ray.get(fn_ref[0])
+    return _ray_fns[key](item)
 
 
 class RayExecutor:
@@ -116,7 +125,7 @@ class RayExecutor:
         queue = iter(enumerate(items))
         while True:
             for i, item in queue:
-                pending[task.remote(fn_ref, item, self.cpus)] = i
+                pending[task.remote([fn_ref], item, self.cpus)] = i
                 if len(pending) >= limit:
                     break
             if not pending:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,8 +29,8 @@ import torch
 from torch import nn
 
 from tangentlens.executors import TasksFailed
-from tangentlens.ntk.empirical import (IMPLEMENTATIONS, Params, check_choice, default_params,
-                                      empirical_ntk, output_dim, pair_flops)
+from tangentlens.ntk.empirical import IMPLEMENTATIONS, empirical_ntk, pair_flops
+from tangentlens.ntk.jacobian import Params, check_choice, default_params, output_dim
 
 TILE_MODES = ("trace", "full")
 
@@ -114,7 +114,8 @@ def _create(path: Path, shape: tuple[int, ...], dtype: np.dtype, tiles: int,
 
 @dataclass
 class TileKernel:
-    """Picklable tile computer: ``(I, J)`` → the (rows·O, cols·O) block of K."""
+    """Picklable tile computer: ``(I, J)`` → the (rows·O, cols·O) block of K. The features
+    of the last tile row's samples are kept (not pickled) for the next tile of that row."""
 
     model: nn.Module
     x: torch.Tensor
@@ -123,14 +124,20 @@ class TileKernel:
     implementation: str
     block_size: int
     tile: int
+    _row: tuple = field(default=(-1, None), init=False, repr=False, compare=False)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_row": (-1, None)}
 
     def __call__(self, ij: tuple[int, int]) -> np.ndarray:
         i, j = ij
         rows = self.x[i * self.tile:(i + 1) * self.tile]
         cols = None if i == j else self.x[j * self.tile:(j + 1) * self.tile]
+        if self._row[0] != i:
+            self._row = (i, {})
         with torch.no_grad():
             k = empirical_ntk(self.model, rows, cols, self.params, self.mode,
-                              self.implementation, self.block_size)
+                              self.implementation, self.block_size, self._row[1])
         if self.mode == "full":
             k = k.permute(0, 2, 1, 3).reshape(k.shape[0] * k.shape[2], -1)
         return k.cpu().numpy()
