@@ -149,3 +149,16 @@ def test_tiled_solve_on_kernel_file_matches_dense(tmp_path, dtype):
     assert _rel(x_tiled, _dense_solve(lower, rhs, 1e-3)) <= 1e-8
     assert np.array_equal(_kernel(path, "full").transpose(0, 2, 1, 3).reshape(300, 300), k)
     assert not (tmp_path / "K.h5.chol").exists()
+
+
+def test_cli_ntk_resumes_and_names_bad_n(tmp_path, capsys):
+    from tangentlens.cli import main
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("data: {name: teacher, n_train: 40, n_test: 8, options: {d: 4, k: 2}}\n"
+                   "model: {width: 8, depth: 1}\n")
+    args = ["ntk", str(cfg), "--n", "40", "--tile", "16", "--out", str(tmp_path / "K.h5")]
+    assert main(args) == 0 and "(6 of 6 tiles" in capsys.readouterr().out
+    assert main(args) == 0 and "(0 of 6 tiles" in capsys.readouterr().out
+    assert main([*args[:3], "41", *args[4:]]) == 2
+    assert "--n 41 is not valid" in capsys.readouterr().err
