@@ -144,9 +144,10 @@ def test_bad_slurm_option_named():
 
 @pytest.mark.slow
 def test_tiled_ntk_on_ray_equals_local(tmp_path, cluster):
+    from types import SimpleNamespace
+
     import h5py
     import torch
-    from types import SimpleNamespace
 
     from tangentlens.models import build_model
     from tangentlens.ntk.tiled import tiled_ntk

@@ -192,7 +192,7 @@ def tiled_ntk(model: nn.Module, x: torch.Tensor, out: str | os.PathLike, tile: i
     if not path.exists():
         dtype = np.dtype(str(next(iter(params.values())).dtype).removeprefix("torch."))
         _create(path, (n, n) if mode == "trace" else (n, n_out, n, n_out), dtype, tiles, attrs)
-    old, k_off, shape, dtype, done_off = _offsets(path)
+    old, k_off, _, dtype, done_off = _offsets(path)
     diff = sorted(key for key in attrs if old.get(key) != attrs[key])
     if diff:
         raise ValueError(f"{path} holds a kernel of another problem (differs in {diff}); "
