@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_linearized.py
 	$(PY) benchmarks/bench_ntk.py
 	$(PY) benchmarks/bench_store.py
+	$(PY) benchmarks/bench_ntk_tiled.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1] / "src" / "tangentlens"
 # Low to high. A module may import its own layer's modules of the same top-level group
 # (e.g. ntk.empirical → ntk.jacobian) and anything in a lower layer; nothing higher.
 LAYERS: list[tuple[str, ...]] = [
-    ("version", "config", "data", "store", "metrics", "plots", "rundir"),
+    ("version", "config", "data", "store", "metrics", "plots", "rundir", "executors"),
     ("models",),
     ("linearized",),
     ("ntk", "regimes", "budget"),

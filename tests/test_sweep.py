@@ -122,3 +122,15 @@ def test_fit_slopes_groups():
                        "y": [1, 2, 4, 1, 0.5, 0.25]})
     out = fit_slopes(df, ["g"], "x", "y").set_index("g")
     assert out.loc["a", "slope"] == pytest.approx(1) and out.loc["b", "slope"] == pytest.approx(-1)
+
+
+def test_slurm_section_is_executor_options_not_run_config(tmp_path):
+    from tangentlens.sweep import load_sweep_config
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("seed: 3\nslurm: {partition: gpu, time: 30}\n")
+    assert load_sweep_config(cfg) == ({"seed": 3}, {"partition": "gpu", "time": 30})
+    pytest.importorskip("submitit")
+    cfg.write_text("seed: 3\nslurm: {partiton: gpu}\n")
+    with pytest.raises(ValueError, match="partiton"):
+        run_sweep(cfg, TINY, tmp_path / "out", executor="slurm", progress=False)

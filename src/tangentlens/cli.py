@@ -1,4 +1,5 @@
-"""Command line: ``tangentlens run | analyze | index | report | sweep | findings | quickstart``.
+"""Command line: ``tangentlens run | analyze | index | report | sweep | ntk | findings |
+quickstart``.
 
 Heavy packages (torch, transformer_lens, umap) are imported inside the subcommands, so
 ``tangentlens --help`` answers fast. Errors a user can cause print one line and exit 2.
@@ -61,7 +62,9 @@ def _cmd_report(args: argparse.Namespace) -> None:
 def _cmd_sweep(args: argparse.Namespace) -> None:
     from .sweep import run_sweep
 
-    print(f"wrote {run_sweep(args.config, args.overrides, args.out, jobs=args.jobs)}")
+    index = run_sweep(args.config, args.overrides, args.out, jobs=args.jobs,
+                      executor=args.executor, address=args.address)
+    print(f"wrote {index}")
 
 
 def _cmd_findings(args: argparse.Namespace) -> None:
@@ -70,10 +73,39 @@ def _cmd_findings(args: argparse.Namespace) -> None:
     print(f"wrote {findings(args.scale, args.out, data=args.data, reuse=args.reuse)}")
 
 
+def _cmd_ntk(args: argparse.Namespace) -> None:
+    import torch
+
+    from .config import load_config
+    from .executors import make_executor
+    from .ntk.tiled import tiled_ntk
+    from .train import prepare
+
+    cfg = load_config(args.config, args.overrides)
+    ds, model = prepare(cfg)
+    if not 1 <= args.n <= len(ds.x_train):
+        raise ValueError(f"--n {args.n} is not valid; the training set has "
+                         f"{len(ds.x_train)} points (data.n_train)")
+    x = ds.x_train[:args.n].to(getattr(torch, cfg.train.dtype))
+    executor = make_executor(args.executor, args.jobs, args.address)
+    res = tiled_ntk(model, x, args.out, tile=args.tile, mode=args.mode,
+                    implementation=args.implementation, executor=executor, progress=True)
+    print(f"wrote {res.path} ({res.computed} of {res.total} tiles computed now)")
+
+
 def _cmd_quickstart(args: argparse.Namespace) -> None:
     from .quickstart import quickstart
 
     print(quickstart(args.out))
+
+
+def _executor_options(p: argparse.ArgumentParser) -> None:
+    from .executors import EXECUTORS
+
+    p.add_argument("--executor", choices=EXECUTORS, default="local",
+                   help="where tasks run: local processes (default), Ray, or Slurm via submitit")
+    p.add_argument("--address", default=None,
+                   help="Ray cluster address ('auto': the running cluster; default: start one)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -117,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("overrides", nargs="*", help="key=value or key=v1,v2,... (a grid axis)")
     sw.add_argument("--out", required=True, help="sweep directory (one run directory per grid point)")
     sw.add_argument("--jobs", type=int, default=1, help="local worker processes")
+    _executor_options(sw)
     sw.set_defaults(func=_cmd_sweep)
 
     f = sub.add_parser("findings", help="run or reuse the experiments and write the findings "
@@ -131,6 +164,20 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--reuse", action="store_true",
                    help="reuse experiments that already finished at this scale")
     f.set_defaults(func=_cmd_findings)
+
+    k = sub.add_parser("ntk", help="tiled, resumable empirical NTK of a config's θ0 on its "
+                       "first N training points, into an HDF5 file")
+    k.add_argument("config", help="YAML config (data and model)")
+    k.add_argument("overrides", nargs="*", help="key=value overrides")
+    k.add_argument("--n", type=int, required=True, help="number of training points")
+    k.add_argument("--tile", type=int, default=1024, help="samples per tile side")
+    k.add_argument("--out", required=True, help="HDF5 file (rerun the command to resume)")
+    k.add_argument("--mode", choices=("trace", "full"), default="trace")
+    k.add_argument("--implementation", default="auto",
+                   choices=("auto", "structured", "jacobian", "ntk_vp"))
+    k.add_argument("--jobs", type=int, default=1, help="local worker processes")
+    _executor_options(k)
+    k.set_defaults(func=_cmd_ntk)
 
     q = sub.add_parser("quickstart", help="the demo: digits MLP in sgd/linearized/kernel + analyses")
     q.add_argument("--out", default="data/quickstart")
@@ -147,11 +194,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(bad)}")
     if extra:
         args.overrides = [*args.overrides, *extra]
-    from .sweep import SweepError
+    from .executors import TasksFailed
 
     try:
         args.func(args)
-    except SweepError as e:
+    except TasksFailed as e:
         print(f"tangentlens {args.command}: {e}", file=sys.stderr)
         return 1
     except (ValueError, KeyError, OSError) as e:

@@ -7,43 +7,35 @@ per grid point into ``DIR/<name>/run.h5`` with ``<name>`` built from the grid va
 (``width=64__seed=0``), skips runs already complete, resumes incomplete ones, and writes
 ``DIR/index.h5`` (``store.write_index``) and ``DIR/sweep.json`` (config, overrides, runs).
 
-Executors. Runs are handed to anything with ``map(fn, items) -> iterable of fn(item)`` in
-any order (the ``Executor`` protocol); ``fn`` is the picklable top-level ``execute`` and
-each item a small picklable ``Task``. ``LocalExecutor(jobs)`` runs in-process for
-``jobs=1`` and otherwise in a spawn-context ``ProcessPoolExecutor`` with one torch thread
-per worker. A cluster engine plugs in the same way, e.g. submitit:
-``jobs = ex.map_array(fn, items); return (j.result() for j in jobs)``, or ray:
-``ray.get([ray.remote(fn).remote(i) for i in items])``; pass it as ``executor=``.
-A failing run does not stop the others: after the index is written, ``SweepError`` lists
-the failures, and running the same command again retries exactly those runs.
+Executors (``executors.py``): each run is one item of ``executor.map(execute, tasks)``, a
+small picklable ``Task`` that writes its own run file: ``LocalExecutor(jobs)`` (default),
+``RayExecutor(address)`` (``--executor ray [--address auto]``) or ``SlurmExecutor``
+(``--executor slurm``, its options from the config's top-level ``slurm:`` section, e.g.
+``slurm: {partition: gpu, time: 60, gpus: 1}``; job files in ``DIR/slurm``). A failing run,
+or one whose worker died, does not stop the others: after the index is written,
+``SweepError`` lists the failures, and running the same command again retries exactly
+those runs (resuming from their last checkpoint).
 """
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
-import multiprocessing
-import os
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
-from .config import ConfigError, RunConfig, load_config
+from .config import ConfigError, RunConfig, apply_overrides
+from .executors import Executor, LocalExecutor, TasksFailed
 
-T = TypeVar("T")
-R = TypeVar("R")
 _OPEN, _CLOSE = "[{(", "]})"
 
 
-class SweepError(RuntimeError):
+class SweepError(TasksFailed):
     """Some runs of a sweep failed; the message names them and their errors."""
-
-
-class Executor(Protocol):
-    def map(self, fn: Callable[[T], R], items: Sequence[T]) -> Iterable[R]: ...
 
 
 def _split_top_level(key: str, raw: str) -> list[str]:
@@ -138,34 +130,6 @@ def execute(task: Task) -> tuple[str, str | None]:
     return task.name, None
 
 
-def _init_worker(threads: int) -> None:
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[var] = str(threads)
-    import torch
-
-    torch.set_num_threads(threads)
-
-
-class LocalExecutor:
-    """In-process for ``jobs=1``; else a spawn-context process pool, ``threads`` torch threads
-    per worker (default 1); results are yielded as runs finish."""
-
-    def __init__(self, jobs: int = 1, threads: int = 1):
-        if jobs < 1:
-            raise ValueError(f"jobs={jobs!r} is not valid; it must be >= 1")
-        self.jobs, self.threads = jobs, threads
-
-    def map(self, fn: Callable[[T], R], items: Sequence[T]) -> Iterator[R]:
-        if self.jobs == 1 or len(items) <= 1:
-            yield from map(fn, items)
-            return
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(min(self.jobs, len(items)), mp_context=ctx,
-                                 initializer=_init_worker, initargs=(self.threads,)) as pool:
-            for future in as_completed([pool.submit(fn, item) for item in items]):
-                yield future.result()
-
-
 def _status(path: Path, cfg: RunConfig) -> str:
     """``complete``, ``incomplete`` (resume it) or ``missing`` (start afresh) for a run file."""
     from .store import RunFileError, open_run
@@ -187,19 +151,42 @@ def _status(path: Path, cfg: RunConfig) -> str:
     return "complete" if complete else "incomplete"
 
 
+def load_sweep_config(config: str | Path | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A sweep's YAML config split into the run fields and its ``slurm:`` options."""
+    import yaml
+
+    if config is None:
+        return {}, {}
+    path = Path(config)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {str(path)!r} does not exist")
+    d = yaml.safe_load(path.read_text()) or {}
+    slurm = d.pop("slurm", None) or {}
+    if not isinstance(slurm, dict):
+        raise ConfigError(f"slurm: in {str(path)!r} must be a mapping, e.g. {{partition: gpu}}")
+    return d, slurm
+
+
 def run_sweep(config: str | Path | None, overrides: Sequence[str], out_dir: str | Path,
-              jobs: int = 1, executor: Executor | None = None, progress: bool = True) -> Path:
+              jobs: int = 1, executor: Executor | str | None = None, address: str | None = None,
+              progress: bool = True) -> Path:
     """Expand the grid, train every run not yet complete, write and return ``index.h5``.
 
-    Every grid point's config is validated before anything trains.
+    ``executor``: an ``Executor``, or ``"local"`` (default, ``jobs`` processes), ``"ray"``
+    (at ``address``) or ``"slurm"``. Every grid point's config is validated before anything
+    trains.
     """
     from tqdm.auto import tqdm
 
+    from .executors import make_executor
     from .store import write_index
 
     out = Path(out_dir)
     names, points = run_names(overrides), expand_grid(overrides)
-    configs = [load_config(config, p) for p in points]
+    base, slurm = load_sweep_config(config)
+    configs = [RunConfig.from_dict(apply_overrides(copy.deepcopy(base), p)) for p in points]
+    if executor is None or isinstance(executor, str):
+        executor = make_executor(executor or "local", jobs, address, out / "slurm", slurm)
     out.mkdir(parents=True, exist_ok=True)
     (out / "sweep.json").write_text(json.dumps(
         {"config": None if config is None else str(config), "overrides": list(overrides),
@@ -208,19 +195,23 @@ def run_sweep(config: str | Path | None, overrides: Sequence[str], out_dir: str 
     for name, cfg in zip(names, configs):
         status = _status(out / name / "run.h5", cfg)
         if status != "complete":
-            cfg.train.progress = cfg.train.progress and jobs == 1
+            serial = isinstance(executor, LocalExecutor) and executor.jobs == 1
+            cfg.train.progress = cfg.train.progress and serial
             todo.append(Task(name, cfg.to_dict(), str(out / name), status == "incomplete"))
-    executor = executor if executor is not None else LocalExecutor(jobs)
     failed = {}
     with tqdm(total=len(names), initial=len(names) - len(todo), desc="sweep", unit="run",
               disable=not progress) as bar:
-        for name, error in executor.map(execute, todo):
+        for i, outcome in executor.map(execute, todo):
+            if isinstance(outcome, BaseException):  # the worker or job died
+                first = next(iter(str(outcome).strip().splitlines()), "")
+                outcome = (todo[i].name, f"{type(outcome).__name__}: {first}")
+            name, error = outcome
             if error is not None:
                 failed[name] = error
             bar.update()
     index = write_index(out)
     if failed:
-        lines = "; ".join(f"{n}: {e}" for n, e in failed.items())
+        lines = "; ".join(f"{n}: {e}" for n, e in sorted(failed.items()))
         raise SweepError(f"{len(failed)} of {len(names)} runs failed ({lines}); rerun the same "
                          "command to retry them")
     return index

@@ -65,26 +65,27 @@ def _slices(n: int, size: int) -> list[slice]:
 
 def _blocked(x1: torch.Tensor, x2: torch.Tensor | None, sizes: tuple[int, int],
              shape: tuple[int, ...], dtype: torch.dtype, feat1: Callable, feat2: Callable,
-             pair: Callable) -> torch.Tensor:
+             pair: Callable, memo: dict[int, object] | None = None) -> torch.Tensor:
     """Fill the (n1, n2, *shape) kernel with pair(feat1(x1 block), feat2(x2 block)).
 
     x2 blocks are the outer loop (features computed once each); x1 block features are kept
     across x2 blocks when all of them fit in max(output size, CACHE_FLOATS) floats, else
-    recomputed. With x2=None, blocks below the diagonal are filled by symmetry.
+    recomputed, or always kept in a caller's ``memo`` (x1 block start → features). With
+    x2=None, blocks below the diagonal are filled by symmetry.
     """
     sym = x2 is None
     x2 = x1 if sym else x2
     out = torch.empty(len(x1), len(x2), *shape, dtype=dtype, device=x1.device)
     s1, s2 = _slices(len(x1), sizes[0]), _slices(len(x2), sizes[1])
-    memo: dict[int, object] = {}
-    cache = True
+    cache, fixed = True, memo is not None
+    memo = {} if memo is None else memo
 
     def get1(r: slice) -> object:
         nonlocal cache
         if r.start in memo:
             return memo[r.start]
         f = feat1(x1[r])
-        if cache and not memo:  # decided on the first block
+        if cache and not memo and not fixed:  # decided on the first block
             floats = sum(t.numel() for t in tree_leaves(f) if isinstance(t, torch.Tensor))
             cache = floats * len(s1) <= max(out.numel(), CACHE_FLOATS)
         if cache:
@@ -127,7 +128,8 @@ def pair_flops(model: nn.Module, params: Params, x: torch.Tensor, mode: str,
 
 def empirical_ntk(model: nn.Module, x1: torch.Tensor, x2: torch.Tensor | None = None,
                   params: Params | None = None, mode: str = "full",
-                  implementation: str = "auto", block_size: int = 64) -> torch.Tensor:
+                  implementation: str = "auto", block_size: int = 64,
+                  x1_features: dict | None = None) -> torch.Tensor:
     """Empirical NTK of ``model`` (x (n, ...) → (n, O)) at ``params`` (default: its own).
 
     Returns full (n1, n2, O, O), trace (n1, n2) = Σ_a K[..., a, a], or diagonal (n1, n2, O).
@@ -145,6 +147,9 @@ def empirical_ntk(model: nn.Module, x1: torch.Tensor, x2: torch.Tensor | None = 
       structured when linear layers carry the cost (MLPs; convnets with a linear readout,
       their convolutions then via Jacobians), jacobian without linear layers, ntk_vp when
       O·P exceeds the FLOPs of one forward (many outputs).
+
+    ``x1_features``: a dict the caller keeps to reuse x1's block features across calls with
+    the same x1, implementation and block size (e.g. the tiles of one row, ``tiled.py``).
 
     >>> import torch
     >>> from tangentlens import build_model, empirical_ntk, load_config
@@ -171,11 +176,11 @@ def empirical_ntk(model: nn.Module, x1: torch.Tensor, x2: torch.Tensor | None = 
     if implementation == "jacobian":
         feat = partial(jacobian_features, model, params, list(params))
         return _blocked(x1, x2, sizes, shape, dtype, feat, feat,
-                        lambda a, b: contract(a, b, mode))
+                        lambda a, b: contract(a, b, mode), x1_features)
     if implementation == "ntk_vp":
         return _blocked(x1, x2, (block_size, max(1, block_size // n_out)), shape, dtype,
                         lambda x: x, lambda x: _vjp_rows(model, params, x, n_out),
-                        lambda a, b: _jvp_push(model, params, a, b, mode, n_out))
+                        lambda a, b: _jvp_push(model, params, a, b, mode, n_out), x1_features)
 
     features, pair = structured_ops(model, params, x1, mode, n_out)
-    return _blocked(x1, x2, sizes, shape, dtype, features, features, pair)
+    return _blocked(x1, x2, sizes, shape, dtype, features, features, pair, x1_features)

@@ -32,8 +32,8 @@ def solve_psd(k: torch.Tensor, rhs: torch.Tensor, ridge: float = 0.0) -> torch.T
     if ridge < 0:
         raise ValueError(f"ridge={ridge!r}; must be >= 0")
     n = k.shape[0]
-    eye = torch.eye(n, dtype=torch.float64, device=k.device)
-    a = k.double() + ridge * eye
+    a = k.to(torch.float64, copy=True)  # ridge and jitter go on its diagonal, no identity
+    a.diagonal().add_(ridge)
     rhs = rhs.double().reshape(n, -1)
     chol, info = torch.linalg.cholesky_ex(a)
     piv = chol.diagonal() ** 2
@@ -43,11 +43,14 @@ def solve_psd(k: torch.Tensor, rhs: torch.Tensor, ridge: float = 0.0) -> torch.T
     if ridge > 0:
         raise ValueError(f"kernel matrix ({n}x{n}) plus ridge={ridge!r} is not positive "
                          "definite; the kernel has negative eigenvalues (not a valid NTK?)")
+    del chol
     if n > EIGH_MAX:
         jitter = tol * a.diagonal().max()
-        chol, info = torch.linalg.cholesky_ex(a + jitter * eye)
+        a.diagonal().add_(jitter)
+        chol, info = torch.linalg.cholesky_ex(a)
         if info == 0:
             return torch.cholesky_solve(rhs, chol)
+        a.diagonal().sub_(jitter)
     lam, vec = torch.linalg.eigh(a)
     keep = lam > tol * lam.abs().max()
     inv = torch.where(keep, 1.0 / lam.clamp_min(torch.finfo(torch.float64).tiny), 0.0)
