@@ -103,6 +103,7 @@ def analyze_run(run: Any, out_dir: str | Path, *, hook: str | None = None,
         raise ValueError(f"split={split!r}; valid: train, test, all")
     sel = slice(None) if split == "all" else run.probe.split == ("train", "test").index(split)
     x, y = run.probe.x[sel], run.probe.y[sel]
+    k = min(k, len(x))  # a small probe split has fewer than k examples
 
     def units_of(r: str, s: int, v: str) -> np.ndarray:
         return unit_matrix(run.activations(r, s, hook, v, split).numpy(), kind)
