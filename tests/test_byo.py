@@ -168,7 +168,11 @@ def test_python_module_and_data_run_analyze_report(user_dir, resnet, tmp_path):
     s = json.loads(analyze(result.path, tmp_path / "a", only=["gradient_span"]).read_text())
     assert not s["analyses"] and "passed from Python" in s["skipped"]["gradient_span"][0]
     only = ["change", "gradient_span", "kernel_drift", "fourier"]
-    s = json.loads(analyze(result.path, tmp_path / "b", only=only, model=model).read_text())
+    s = json.loads(analyze(result.path, tmp_path / "c", only=["gradient_span"], model=model
+                           ).read_text())
+    assert "passed from Python (tangentlens.run(data=" in s["skipped"]["gradient_span"][0]
+    s = json.loads(analyze(result.path, tmp_path / "b", only=only, model=model, data=data
+                           ).read_text())
     assert list(s["analyses"]) == ["change", "gradient_span", "kernel_drift"]
     assert "modular-addition transformers only" in s["skipped"]["fourier"][0]
     page = write_report([result.path], tmp_path / "b" / "report.html", analysis_dir=tmp_path / "b")

@@ -1,8 +1,8 @@
 """Rebuild a run's model (deterministic by seed) and load its θ snapshots.
 
-A model passed from Python (``tangentlens.run(cfg, model=m)``) has no factory in the run's
-config; ``using_model(m)`` (``analyze(..., model=m)``) lends it for rebuilding, otherwise
-``rebuild_error(run)`` says why the model-based analyses are skipped.
+A model or data passed from Python (``tangentlens.run(cfg, model=m, data=d)``) cannot be
+rebuilt from the run's config; ``using_model(m, d)`` (``analyze(..., model=m, data=d)``) lends
+them, otherwise ``rebuild_error(run)`` says why the analyses needing them are skipped.
 """
 
 from __future__ import annotations
@@ -14,16 +14,14 @@ from typing import Any
 
 import torch
 
-_LENT: list[torch.nn.Module] = []  # the module lent by using_model, innermost last
+_LENT: list[tuple[Any, Any]] = []  # (model, data) lent by using_model, innermost last
 
 
 @contextlib.contextmanager
-def using_model(model: torch.nn.Module | None) -> Iterator[None]:
-    """Within the block, runs of ``kind: python`` without a factory are rebuilt from ``model``."""
-    if model is None:
-        yield
-        return
-    _LENT.append(model)
+def using_model(model: torch.nn.Module | None, data: Any = None) -> Iterator[None]:
+    """Within the block, runs of ``kind: python`` without a factory are rebuilt from ``model``
+    and runs of ``data.name: python`` load ``data`` (as ``tangentlens.run`` took it)."""
+    _LENT.append((model, data))
     try:
         yield
     finally:
@@ -49,12 +47,16 @@ def data_and_model_at_init(run: Any, data: bool = True) -> tuple[Any, torch.nn.M
     from .train import build, load_data, prepare
 
     cfg = RunConfig.from_dict(run.config)
-    ds = load_data(cfg) if data else None
+    lent_model, lent_data = _LENT[-1] if _LENT else (None, None)
+    if data and cfg.data.name == "python" and lent_data is None:
+        raise ValueError("the data were passed from Python (tangentlens.run(data=...)); pass "
+                         "data= to analyze/write_report")
+    ds = load_data(cfg, lent_data if cfg.data.name == "python" else None) if data else None
     if cfg.model.kind == "python" and cfg.model.factory is None:
-        if not _LENT:
+        if lent_model is None:
             raise ValueError("the model was passed from Python (tangentlens.run(model=...)) "
                              "and has no model.factory; pass model= to analyze/write_report")
-        model = build(cfg, cfg.model, None, copy.deepcopy(_LENT[-1]))
+        model = build(cfg, cfg.model, None, copy.deepcopy(lent_model))
     elif cfg.model.kind == "python" or cfg.data.name == "python":
         o = cfg.data.options
         shapes = ds or SimpleNamespace(input_shape=o.get("input_shape"), n_outputs=o.get("n_outputs"))

@@ -88,10 +88,10 @@ def _headline_table(summary: dict) -> str:
 
 
 def write_report(runs, out: str | Path, analysis_dir: str | Path | None = None,
-                 only: list[str] | None = None, model: Any = None) -> Path:
+                 only: list[str] | None = None, model: Any = None, data: Any = None) -> Path:
     """Analyze ``runs`` (run files/dirs or an index) unless ``analysis_dir`` already holds a
-    summary.json, then write one self-contained HTML page to ``out`` (``model``: see
-    ``analyze``).
+    summary.json, then write one self-contained HTML page to ``out`` (``model``, ``data``:
+    see ``analyze``).
 
     >>> import tempfile
     >>> from tangentlens import load_config, run, write_report
@@ -107,7 +107,7 @@ def write_report(runs, out: str | Path, analysis_dir: str | Path | None = None,
     paths = _resolve(runs)
     adir = Path(analysis_dir) if analysis_dir else out.parent / "analysis"
     if not (adir / "summary.json").exists():
-        analyze(paths, adir, only=only, model=model)
+        analyze(paths, adir, only=only, model=model, data=data)
     summary = json.loads((adir / "summary.json").read_text())
     title = "tangentlens report — " + ", ".join(r["label"] for r in summary["runs"])
     parts = [f"<h1>{html.escape(title)}</h1>",
