@@ -16,8 +16,11 @@ from pathlib import Path
 from typing import Any
 
 REGIMES = ("sgd", "linearized", "kernel", "lazy", "mup_limit", "ntk_limit")
-DATASETS = ("digits", "mnist", "mnist1d", "teacher", "modular_addition", "cifar10")
-MODEL_KINDS = ("mlp", "cnn", "transformer")
+# npz / torchvision: user files; python: a Dataset passed to tangentlens.run(data=...)
+DATASETS = ("digits", "mnist", "mnist1d", "teacher", "modular_addition", "cifar10", "npz",
+            "torchvision", "python")
+# python: factory(**options) from model.factory, or a module passed to tangentlens.run(model=...)
+MODEL_KINDS = ("mlp", "cnn", "transformer", "python")
 ACTIVATIONS = ("relu", "tanh", "gelu", "erf", "linear")
 PARAMETRIZATIONS = ("sp", "ntk", "mup", "mf")
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -38,6 +41,9 @@ class DataConfig:
     n_test: int | None = None
     data_dir: str | None = None
     options: dict[str, Any] = field(default_factory=dict)  # dataset-specific (d, k, link, p, ...)
+    path: str | None = None  # npz: the file with x_train, y_train, x_test, y_test
+    dataset: str | None = None  # torchvision: the dataset class, e.g. CIFAR10
+    root: str | None = None  # torchvision: the directory holding its files
 
 
 @dataclass
@@ -61,6 +67,10 @@ class ModelConfig:
     normalization_type: str | None = None
     n_ctx: int | None = None
     d_vocab: int | None = None
+    factory: str | None = None  # kind python: "module:function" returning an nn.Module
+    factory_path: str | None = None  # searched first for the factory (default: config's folder)
+    options: dict[str, Any] = field(default_factory=dict)  # kind python: factory(**options)
+    init_from: str | None = None  # θ0 = this state_dict (.pt/.pth weights only, .safetensors)
 
 
 @dataclass
@@ -82,6 +92,7 @@ class TrainConfig:
     kernel_max_train: int = 2048  # kernel regime fits on at most this many training points
     limit_particles: int = 4096  # mup_limit: particles per set (non-linear activations)
     limit_replicas: int = 2  # mup_limit: independent particle sets (Monte-Carlo error estimate)
+    spawn_step: int = 0  # > 0: sgd trains this many steps, then the other regimes start at θ_K
     device: str = "cpu"
     dtype: str = "float32"
     progress: bool = True
@@ -127,6 +138,7 @@ class RunConfig:
             steps = {0, t.steps} | {round(t.steps ** (i / (n - 1))) for i in range(n)}
         else:
             steps = {0, t.steps, *t.checkpoints}
+        steps |= {t.spawn_step}
         return sorted(s for s in steps if 0 <= s <= t.steps)
 
 
@@ -188,6 +200,11 @@ def validate(cfg: RunConfig) -> None:
             problem = limit_support_error(cfg, regime)
             if problem:
                 raise ConfigError(problem)
+    spawn = cfg.train.spawn_step
+    if spawn and not (isinstance(spawn, int) and 0 < spawn < cfg.train.steps
+                      and "sgd" in cfg.train.regimes):
+        raise ConfigError(f"train.spawn_step={spawn!r} is not valid; it must be in [0, "
+                          f"train.steps={cfg.train.steps}) with 'sgd' in train.regimes")
     if not cfg.train.device.startswith(("cpu", "cuda")):
         raise ConfigError(f"train.device={cfg.train.device!r} is not valid; use cpu, cuda or cuda:N")
 
@@ -336,4 +353,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             what = "empty" if d is None else f"a {type(d).__name__}, not a mapping"
             raise ConfigError(f"config file {str(p)!r} is {what}; it must be a mapping of "
                               "sections, e.g. 'model: {width: 256}'")
-    return RunConfig.from_dict(apply_overrides(d, overrides or []))
+    d = apply_overrides(d, overrides or [])
+    model = d.get("model")
+    if path is not None and isinstance(model, dict) and model.get("kind") == "python":
+        model.setdefault("factory_path", str(Path(path).resolve().parent))  # factory's folder
+    return RunConfig.from_dict(d)

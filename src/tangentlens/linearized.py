@@ -55,8 +55,13 @@ class Linearized(nn.Module):
 
     @property
     def hook_names(self) -> list[str]:
+        """The model's hooks: its HookPoints, or for a plain module its leaf submodules."""
         names = getattr(self.model, "hook_names", None)
-        return list(names) if names is not None else list(getattr(self.model, "hook_dict", {}))
+        if names is not None:
+            return list(names)
+        if hasattr(self.model, "hook_dict"):
+            return list(self.model.hook_dict)
+        return [n for n, m in self.model.named_modules() if n and next(m.children(), None) is None]
 
     def params0(self) -> dict[str, torch.Tensor]:
         """θ0 as a name → tensor dict (the expansion point)."""
@@ -103,7 +108,10 @@ class Linearized(nn.Module):
 
         The output is always the linearized output; the cache holds the chosen view of
         every hook in ``names_filter`` (default: all hooks). Activations are detached.
+        The cache is an ActivationCache for a HookedRootModule, else a dict.
         """
+        from .models.hooks import is_hooked, run_with_cache
+
         if view not in VIEWS:
             raise ValueError(f"view={view!r}; valid: {', '.join(VIEWS)}")
         if names_filter is None:
@@ -117,8 +125,9 @@ class Linearized(nn.Module):
             if view == "tangent":
                 cache = {h: acts0[h] + dacts[h] for h in hooks}
             else:
-                _, net_cache = self.model.run_with_cache(x, names_filter=hooks)
-                cache = {h: net_cache[h] for h in hooks}
+                cache = run_with_cache(self.model, x, hooks)[1]
+        if not is_hooked(self.model):
+            return out0 + dout, cache
         from transformer_lens import ActivationCache
 
         return out0 + dout, ActivationCache(cache, self.model)

@@ -58,9 +58,9 @@ def lr_lambda(cfg: RunConfig):
 
 
 class Trainer:
-    """Holds one regime's trainable module, optimizer and schedule."""
+    """Holds one regime's trainable module, optimizer and schedule (at step ``start``)."""
 
-    def __init__(self, regime: str, model0: nn.Module, cfg: RunConfig):
+    def __init__(self, regime: str, model0: nn.Module, cfg: RunConfig, start: int = 0):
         from .models import param_groups
 
         self.regime, self.cfg = regime, cfg
@@ -81,7 +81,8 @@ class Trainer:
         else:
             cls = torch.optim.Adam if t.optimizer == "adam" else torch.optim.AdamW
             self.opt = cls(groups, lr=t.lr, betas=tuple(t.betas), weight_decay=t.weight_decay)
-        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda(cfg))
+        at = lr_lambda(cfg)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda t: at(t + start))
 
     def output(self, x: torch.Tensor) -> torch.Tensor:
         """The regime's prediction for ``x``."""

@@ -66,8 +66,10 @@ def _metrics_table(paths: list[Path]) -> str:
             cfg = run.config
             for regime, g in m.groupby("regime", sort=False):
                 last = g.sort_values("step").iloc[-1]
-                rows.append([cfg.get("name", p.parent.name), cfg["model"]["width"],
-                             cfg["model"]["parametrization"], regime, int(last["step"]),
+                user = cfg["model"]["kind"] == "python"  # a user's model: no width/param.
+                rows.append([cfg.get("name", p.parent.name), None if user else cfg["model"]["width"],
+                             None if user else cfg["model"]["parametrization"], regime,
+                             int(last["step"]),
                              float(last["train_loss"]), float(last["test_loss"]),
                              float(last.get("test_acc", math.nan))])
     head = ["run", "width", "param.", "regime", "step", "train loss", "test loss", "test acc"]
@@ -86,9 +88,10 @@ def _headline_table(summary: dict) -> str:
 
 
 def write_report(runs, out: str | Path, analysis_dir: str | Path | None = None,
-                 only: list[str] | None = None) -> Path:
+                 only: list[str] | None = None, model: Any = None, data: Any = None) -> Path:
     """Analyze ``runs`` (run files/dirs or an index) unless ``analysis_dir`` already holds a
-    summary.json, then write one self-contained HTML page to ``out``.
+    summary.json, then write one self-contained HTML page to ``out`` (``model``, ``data``:
+    see ``analyze``).
 
     >>> import tempfile
     >>> from tangentlens import load_config, run, write_report
@@ -104,7 +107,7 @@ def write_report(runs, out: str | Path, analysis_dir: str | Path | None = None,
     paths = _resolve(runs)
     adir = Path(analysis_dir) if analysis_dir else out.parent / "analysis"
     if not (adir / "summary.json").exists():
-        analyze(paths, adir, only=only)
+        analyze(paths, adir, only=only, model=model, data=data)
     summary = json.loads((adir / "summary.json").read_text())
     title = "tangentlens report — " + ", ".join(r["label"] for r in summary["runs"])
     parts = [f"<h1>{html.escape(title)}</h1>",

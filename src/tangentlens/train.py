@@ -7,10 +7,16 @@ probe-set activations of every hook (both views for linearized regimes) into one
 file per run (``out_dir/run.h5``). Batches for step t come from a seeded permutation of
 epoch t // steps_per_epoch, so every regime sees identical batches and a resumed run
 continues exactly where the killed one stopped.
+
+Every model trains in eval mode (BatchNorm with fixed running statistics, no dropout): the
+linearization is of one fixed function of θ and x, evaluated per example. With
+``train.spawn_step=K``, sgd runs from θ0 and the other regimes start at θ_K, sgd's weights
+after K steps (see docs/byo-model.md).
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from dataclasses import dataclass, field
@@ -63,15 +69,27 @@ class Batches:
         return self._perm[1][i * self.bs:(i + 1) * self.bs]
 
 
-def load_data(cfg: RunConfig):
-    """The dataset of ``cfg`` (deterministic by seed); non-finite inputs or targets are refused."""
+def load_data(cfg: RunConfig, data=None):
+    """The dataset of ``cfg`` (deterministic by seed), or ``data`` given from Python (a Dataset
+    record, a torch Dataset or a (train, test) pair of them); non-finite values are refused."""
     from . import data as datasets
 
     d = cfg.data
     options = dict(d.options)
-    if d.data_dir is not None:
-        options["data_dir"] = d.data_dir
-    ds = datasets.load(d.name, seed=cfg.seed, n_train=d.n_train, n_test=d.n_test, **options)
+    if data is not None:
+        if isinstance(data, datasets.Dataset):
+            ds = data
+        else:
+            pair = data if isinstance(data, tuple) else (data, None)
+            ds = datasets.from_torch(*pair, seed=cfg.seed, n_train=d.n_train, n_test=d.n_test)
+    elif d.name == "python":
+        raise ConfigError("data.name='python' names data passed from Python; pass data= to "
+                          "tangentlens.run, or use npz/torchvision or a built-in dataset")
+    else:
+        for key in ("data_dir", "path", "dataset", "root"):
+            if getattr(d, key) is not None:
+                options[key] = getattr(d, key)
+        ds = datasets.load(d.name, seed=cfg.seed, n_train=d.n_train, n_test=d.n_test, **options)
     for name in ("x_train", "y_train", "x_test", "y_test"):
         t = getattr(ds, name)
         if t.is_floating_point() and not bool(torch.isfinite(t).all()):
@@ -89,18 +107,40 @@ def model_config(cfg: RunConfig, ds):
     return cfg.model
 
 
-def build(cfg: RunConfig, model_cfg, ds):
-    """θ0: the model of ``model_cfg`` from ``cfg.seed``, in ``train.dtype``."""
+def build(cfg: RunConfig, model_cfg, ds, model=None):
+    """θ0 in eval mode and ``train.dtype``: a copy of ``model``, or the model of ``model_cfg``
+    from ``cfg.seed`` (``ds``: anything with input_shape and n_outputs); then
+    ``model.init_from`` loaded when set."""
     from .models import build_model
+    from .models.user import load_checkpoint
 
-    model0 = build_model(model_cfg, ds.input_shape, ds.n_outputs, seed=cfg.seed)
-    return model0.to(getattr(torch, cfg.train.dtype))
+    if model is not None:
+        model0 = copy.deepcopy(model)
+    else:
+        model0 = build_model(model_cfg, ds.input_shape, ds.n_outputs, seed=cfg.seed)
+    model0 = model0.to(getattr(torch, cfg.train.dtype))
+    if cfg.model.init_from is not None:
+        load_checkpoint(model0, cfg.model.init_from)
+    return model0.eval()
 
 
-def prepare(cfg: RunConfig):
+def prepare(cfg: RunConfig, model=None, data=None):
     """Load the data and build θ0 (all deterministic by seed)."""
-    ds = load_data(cfg)
-    return ds, build(cfg, model_config(cfg, ds), ds)
+    ds = load_data(cfg, data)
+    return ds, build(cfg, model_config(cfg, ds), ds, model)
+
+
+def recorded(cfg: RunConfig, ds, model=None, data=None) -> RunConfig:
+    """``cfg`` as the run file records it: a module or data passed from Python become
+    ``model.kind=python`` without factory / ``data.name=python`` with its shapes."""
+    cfg = copy.deepcopy(cfg)
+    if model is not None:
+        cfg.model.kind, cfg.model.factory, cfg.model.factory_path = "python", None, None
+    if data is not None:
+        cfg.data.name = "python"
+        cfg.data.options = {"input_shape": list(ds.input_shape), "n_outputs": ds.n_outputs,
+                            "task": ds.task, "source": str(ds.info.get("source", ds.name))}
+    return cfg
 
 
 def probe_set(cfg: RunConfig, ds) -> dict:
@@ -141,6 +181,8 @@ class _Evaluator:
 
 def _cache(step_writer, regime: str, trainer: Trainer | None, lin, probe_x, hooks, batch: int) -> None:
     """Stream the probe-set activations of one regime at one step into the store."""
+    from .models.hooks import run_with_cache
+
     for start in range(0, len(probe_x), batch):
         xb = probe_x[start:start + batch]
         if lin is not None:
@@ -149,8 +191,7 @@ def _cache(step_writer, regime: str, trainer: Trainer | None, lin, probe_x, hook
                 for h in hooks:
                     step_writer.write(view, h, start, cache[h].float().cpu().numpy())
         else:
-            with torch.no_grad():
-                _, cache = trainer.model.run_with_cache(xb, names_filter=hooks)
+            _, cache = run_with_cache(trainer.model, xb, hooks)
             for h in hooks:
                 step_writer.write("network", h, start, cache[h].float().cpu().numpy())
 
@@ -172,8 +213,13 @@ def train_batch_size(cfg: RunConfig, n_train: int) -> int:
 
 
 def run(cfg: RunConfig, out_dir: str | Path | None = None, resume: bool = False,
-        overwrite: bool = False) -> RunResult:
+        overwrite: bool = False, *, model: torch.nn.Module | None = None,
+        data=None) -> RunResult:
     """Train every regime of ``cfg``; with ``out_dir``, cache activations to ``out_dir/run.h5``.
+
+    ``model``: any nn.Module to use as θ0 instead of ``cfg.model`` (copied; hooks are its
+    submodules, see ``models.hooks``); ``data``: a Dataset record, a torch Dataset of (x, y)
+    or a (train, test) pair of them, instead of ``cfg.data``.
 
     An ``out_dir`` that already holds a run is refused unless ``resume`` (continue it from
     its saved state) or ``overwrite`` (delete it, once every input check has passed).
@@ -196,18 +242,22 @@ def run(cfg: RunConfig, out_dir: str | Path | None = None, resume: bool = False,
             states = {r: load_state(out / STATE_DIR / f"{r}.pt") for r in trained
                       if (out / STATE_DIR / f"{r}.pt").exists()}
     device, dtype = torch.device(cfg.train.device), getattr(torch, cfg.train.dtype)
-    ds = load_data(cfg)
+    from .models.hooks import HookSet
+
+    ds = load_data(cfg, data)
     model_cfg = model_config(cfg, ds)
-    check_budget(cfg, model_cfg, ds, out)
+    if model is None:
+        check_budget(cfg, model_cfg, ds, out)
     batch_size = train_batch_size(cfg, len(ds.y_train))
-    model0 = build(cfg, model_cfg, ds).to(device)
-    hooks = cfg.probe.hooks or list(model0.hook_names)
-    unknown = [h for h in hooks if h not in model0.hook_names]
-    if unknown:
-        raise ConfigError(f"probe.hooks contains unknown hook(s) {unknown}; valid: {model0.hook_names}")
+    model0 = build(cfg, model_cfg, ds, model).to(device)
+    cfg = recorded(cfg, ds, model, data)
     probe = probe_set(cfg, ds)
     cast = lambda t: t.to(device, dtype) if t.is_floating_point() else t.to(device)
     probe_x = cast(probe["x"])
+    try:
+        hooks = HookSet(model0, probe_x[:2]).select(cfg.probe.hooks)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     x_train, y_train = cast(ds.x_train), cast(ds.y_train)
     evaluator = _Evaluator(cfg, ds, device, dtype)
     checkpoints = cfg.checkpoint_steps()
@@ -238,12 +288,21 @@ def run(cfg: RunConfig, out_dir: str | Path | None = None, resume: bool = False,
 
     try:
         batches = Batches(len(y_train), batch_size, cfg.seed)
-        for regime in trained:
+        spawn = cfg.train.spawn_step
+        spawn_file = out / STATE_DIR / "spawn.pt" if out is not None else None
+        spawned = {"model": model0 if not spawn else _spawn_model(model0, spawn_file, resume)}
+        for regime in sorted(trained, key=lambda r: r != "sgd") if spawn else trained:
+            begin = spawn if regime != "sgd" else 0
+            if spawned["model"] is None and begin:
+                result.diverged[regime] = spawn
+                tqdm.write(f"regime '{regime}' cannot start: sgd stopped before step {spawn}")
+                continue
             state_file = out / STATE_DIR / f"{regime}.pt" if out is not None else None
-            _train(cfg, regime, model0, batches, x_train, y_train, checkpoints, checkpoint,
-                   state_file, states.get(regime), result)
-        if "kernel" in cfg.train.regimes:
-            _kernel_regime(cfg, model0, ds, x_train, y_train, checkpoint, cast)
+            _train(cfg, regime, model0 if regime == "sgd" else spawned["model"], batches,
+                   x_train, y_train, checkpoints, checkpoint, state_file, states.get(regime),
+                   result, begin, spawned if spawn and regime == "sgd" else None, spawn_file)
+        if "kernel" in cfg.train.regimes and spawned["model"] is not None:
+            _kernel_regime(cfg, spawned["model"], spawn, ds, x_train, y_train, checkpoint)
         for regime in [r for r in cfg.train.regimes if r in ("ntk_limit", "mup_limit")]:
             from .limits.regime import train_limit
 
@@ -262,11 +321,13 @@ def run(cfg: RunConfig, out_dir: str | Path | None = None, resume: bool = False,
 
 def _train(cfg: RunConfig, regime: str, model0, batches: Batches, x_train, y_train,
            checkpoints: list[int], checkpoint, state_file: Path | None, state: dict | None,
-           result: RunResult) -> None:
-    """Train one regime step by step from θ0 (or from ``state``), checkpointing as it goes."""
-    trainer = Trainer(regime, model0, cfg)
+           result: RunResult, begin: int = 0, spawned: dict | None = None,
+           spawn_file: Path | None = None) -> None:
+    """Train one regime step by step from ``model0`` at step ``begin`` (or from ``state``),
+    checkpointing as it goes; with ``spawned``, store θ at ``train.spawn_step`` there."""
+    trainer = Trainer(regime, model0, cfg, start=begin)
     lin = trainer.module if regime == "linearized" else None
-    start = 0
+    start = begin
     if state is not None:
         trainer.load_state_dict(state["trainer"])
         start = state["step"]
@@ -279,6 +340,10 @@ def _train(cfg: RunConfig, regime: str, model0, batches: Batches, x_train, y_tra
                 save_state(state_file, {"trainer": trainer.state_dict(), "step": step,
                                         "metrics": result.metrics.get(regime, [])})
             checkpoint(regime, step, trainer, lin, trainer.output, trainer.model)
+        if spawned is not None and step == cfg.train.spawn_step:
+            spawned["model"] = copy.deepcopy(trainer.model)
+            if spawn_file is not None:
+                save_state(spawn_file, spawned["model"].state_dict())
         if step == cfg.train.steps:
             break
         idx = batches(step)
@@ -293,10 +358,18 @@ def _train(cfg: RunConfig, regime: str, model0, batches: Batches, x_train, y_tra
     bar.close()
 
 
-def _kernel_regime(cfg: RunConfig, model0, ds, x_train, y_train, checkpoint, cast) -> None:
-    """Closed-form kernel regression at θ0, recorded at step 0 (θ0) and the final step."""
-    import copy
+def _spawn_model(model0, spawn_file: Path | None, resume: bool):
+    """θ_K of a resumed run (saved when sgd passed step K), else None until sgd gets there."""
+    if resume and spawn_file is not None and spawn_file.exists():
+        model_k = copy.deepcopy(model0)
+        model_k.load_state_dict(torch.load(spawn_file, weights_only=True))
+        return model_k
+    return None
 
+
+def _kernel_regime(cfg: RunConfig, model0, step0: int, ds, x_train, y_train, checkpoint) -> None:
+    """Closed-form kernel regression at ``model0`` (θ0, or θ_K when spawned), recorded at its
+    start step and the final step."""
     from .linearized import Linearized
     from .ntk import kernel_regression
 
@@ -304,7 +377,7 @@ def _kernel_regime(cfg: RunConfig, model0, ds, x_train, y_train, checkpoint, cas
     idx = torch.randperm(len(y_train), generator=_generator(cfg.seed, 19))[:n]
     model = copy.deepcopy(model0)
     lin = Linearized(model)
-    checkpoint("kernel", 0, None, lin, lin, model)
+    checkpoint("kernel", step0, None, lin, lin, model)
     y = targets(y_train[idx], ds.n_outputs, x_train.dtype)
     solution = kernel_regression(model0, x_train[idx], y, ridge=cfg.train.ridge)
     delta = solution.delta_params()

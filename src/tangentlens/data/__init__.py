@@ -13,6 +13,7 @@ from typing import Any
 
 from .cifar10 import download_cifar10, load_cifar10
 from .digits import load_digits
+from .external import from_torch, load_npz, load_torchvision
 from .mnist import download_mnist, load_mnist
 from .mnist1d import load_mnist1d
 from .modular import load_modular_addition
@@ -26,6 +27,8 @@ DATASETS: dict[str, Callable[..., Dataset]] = {
     "teacher": load_teacher,
     "modular_addition": load_modular_addition,
     "cifar10": load_cifar10,
+    "npz": load_npz,
+    "torchvision": load_torchvision,
 }
 
 
@@ -54,4 +57,5 @@ def load(
     return DATASETS[name](seed=seed, n_train=n_train, n_test=n_test, **opts)
 
 
-__all__ = ["DATASETS", "Dataset", "download_cifar10", "download_mnist", "load", "options"]
+__all__ = ["DATASETS", "Dataset", "download_cifar10", "download_mnist", "from_torch", "load",
+           "options"]

@@ -24,7 +24,7 @@ from ..metrics.actmax import maximize_activation
 from ..metrics.embedding import pca_embedding, umap_embedding
 from ..metrics.units import pca_directions, top_k, unit_matrix
 from ..plots.grids import plot_embeddings, plot_grid
-from ..rebuild import has_params, load_params, model_at_init
+from ..rebuild import has_params, load_params, model_at_init, rebuild_error
 from ..store.layout import LIMIT_REGIMES
 from .spec import self_plotting
 from .tables import frame
@@ -70,9 +70,10 @@ def hook_function(model0: torch.nn.Module, params: dict[str, torch.Tensor],
 
 
 def default_hook(run: Any) -> str:
-    """The last ``*.hook_post`` of the run (last hidden layer / transformer MLP)."""
+    """The last ``*.hook_post`` of the run (last hidden layer / transformer MLP), else the
+    hook before the last (a plain module's last hook is usually its output)."""
     posts = [h for h in run.hooks if h.endswith(".hook_post")]
-    return posts[-1] if posts else run.hooks[0]
+    return posts[-1] if posts else run.hooks[max(len(run.hooks) - 2, 0)]
 
 
 def final_step(run: Any) -> int:
@@ -97,11 +98,12 @@ def analyze_run(run: Any, out_dir: str | Path, *, hook: str | None = None,
     kind = run.config["model"]["kind"]
     hook = hook or default_hook(run)
     step = final_step(run) if step is None else step
-    ref = run.regimes[0]
+    ref = next(r for r in run.regimes if 0 in run.steps(r))  # spawned regimes lack step 0
     if split not in ("train", "test", "all"):
         raise ValueError(f"split={split!r}; valid: train, test, all")
     sel = slice(None) if split == "all" else run.probe.split == ("train", "test").index(split)
     x, y = run.probe.x[sel], run.probe.y[sel]
+    k = min(k, len(x))  # a small probe split has fewer than k examples
 
     def units_of(r: str, s: int, v: str) -> np.ndarray:
         return unit_matrix(run.activations(r, s, hook, v, split).numpy(), kind)
@@ -231,5 +233,6 @@ def _caption(y: np.ndarray, value: float, kind: str) -> str:
     return f"y={label}: {value:.3g}"
 
 
-# activation maximization needs θ snapshots
-ANALYSIS = self_plotting(NAME, lambda run, d: analyze_run(run, d, actmax=has_params(run)), headline)
+# activation maximization needs θ snapshots and the model
+ANALYSIS = self_plotting(NAME, lambda run, d: analyze_run(
+    run, d, actmax=has_params(run) and rebuild_error(run) is None), headline)

@@ -22,7 +22,7 @@ from ..metrics.fourier import fourier_basis, frequency_power, top_k_fraction
 from ..plots.grids import suptitle
 from ..rebuild import model_at_init
 from .featviz import final_step, hook_function, tidy_row, view_of
-from .spec import needs_params, self_plotting
+from .spec import needs_model_params, self_plotting
 from .tables import empty, final_values, frame
 
 NAME = "fourier"
@@ -198,4 +198,15 @@ def _plot_patterns(patterns: dict[str, np.ndarray], views: dict[str, str], title
     return plots.save(fig, path)
 
 
-ANALYSIS = self_plotting(NAME, analyze_run, headline, needs_params)
+
+
+def skip_reason(run: Any) -> str | None:
+    """Applies to transformers trained on modular_addition, with θ snapshots."""
+    cfg = run.config
+    if cfg["data"]["name"] != "modular_addition" or cfg["model"]["kind"] != "transformer":
+        return (f"applies to modular-addition transformers only (this run: model.kind="
+                f"{cfg['model']['kind']}, data.name={cfg['data']['name']})")
+    return needs_model_params(run)
+
+
+ANALYSIS = self_plotting(NAME, analyze_run, headline, skip_reason)

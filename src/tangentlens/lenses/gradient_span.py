@@ -22,9 +22,10 @@ import pandas as pd
 import torch
 
 from .. import metrics
+from ..models.hooks import run_with_cache
 from ..plots import curves as figures
 from ..rebuild import data_and_model_at_init
-from .spec import rows_only
+from .spec import needs_model_data, rows_only
 from .tables import empty, final_values, frame, main_hooks, rows_of, title_suffix
 
 NAME = "gradient_span"
@@ -42,9 +43,8 @@ def output_gradients(model: torch.nn.Module, x: torch.Tensor,
     modules = dict(model.named_modules())
     unknown = [h for h in hooks if h not in modules]
     if unknown:
-        raise KeyError(f"unknown hook(s) {unknown}; valid: {list(model.hook_dict)}")
-    with torch.no_grad():
-        _, cache = model.run_with_cache(x, names_filter=list(hooks))
+        raise KeyError(f"unknown hook(s) {unknown}; valid: module names of {type(model).__name__}")
+    _, cache = run_with_cache(model, x, list(hooks))
 
     def f(*eps: torch.Tensor) -> torch.Tensor:
         handles = [modules[h].register_forward_hook(lambda _m, _i, out, e=e: out + e)
@@ -147,4 +147,4 @@ def headline(df: pd.DataFrame) -> dict:
     return {m: final_values(df, m, hooks) for m in ("span_fraction", "random_baseline")}
 
 
-ANALYSIS = rows_only(NAME, gradient_span, plot, headline)
+ANALYSIS = rows_only(NAME, gradient_span, plot, headline, needs_model_data)

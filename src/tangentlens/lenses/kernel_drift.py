@@ -19,7 +19,7 @@ import torch
 from .. import metrics
 from ..plots import curves as figures
 from ..rebuild import load_params, model_at_init
-from .spec import needs_params, rows_only
+from .spec import needs_model_params, rows_only
 from .tables import empty, final_values, frame, rows_of, safe, title_suffix
 
 NAME = "kernel_drift"
@@ -42,16 +42,21 @@ def kernel_drift(run: Any, n_points: int = 64, implementation: str = "auto") -> 
         load_params(model, params)
         return empirical_ntk(model, x, mode="trace", implementation=implementation).double().numpy()
 
+    def has_theta(regime: str) -> bool:  # the infinite-width limits have no θ
+        try:
+            run.params(regime, run.steps(regime)[0])
+        except (KeyError, IndexError):
+            return False
+        return True
+
+    with_theta = [r for r in run.regimes if has_theta(r)]
+    regime0 = next(r for r in with_theta if 0 in run.steps(r))
+    k0 = ntk(run.params(regime0, 0))  # θ0, shared by every regime (also spawned ones)
     rows = []
     for regime in run.regimes:
         steps = run.steps(regime)
-        if 0 not in steps:
+        if regime not in with_theta or not steps:
             continue
-        try:
-            params0 = run.params(regime, 0)
-        except KeyError:  # no θ (the infinite-width limits): no empirical NTK
-            continue
-        k0 = ntk(params0)
         for step in steps:
             k = k0 if step == 0 else ntk(run.params(regime, step))
             values = {"kernel_distance": safe(metrics.kernel_distance, k, k0),
@@ -89,4 +94,4 @@ def headline(df: pd.DataFrame) -> dict:
             for m in ("kernel_distance", "kernel_alignment")}
 
 
-ANALYSIS = rows_only(NAME, kernel_drift, plot, headline, needs_params)
+ANALYSIS = rows_only(NAME, kernel_drift, plot, headline, needs_model_params)

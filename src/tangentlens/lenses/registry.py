@@ -59,8 +59,12 @@ def _jsonable(x: Any) -> Any:
 
 
 def analyze(runs: Sequence[str | os.PathLike] | str | os.PathLike, out_dir: str | os.PathLike,
-            only: Sequence[str] | None = None) -> Path:
+            only: Sequence[str] | None = None, model: Any = None, data: Any = None) -> Path:
     """Run every applicable analysis (or those named in ``only``); returns summary.json's path.
+
+    ``model`` / ``data``: the nn.Module and data of runs made by ``tangentlens.run(cfg,
+    model=..., data=...)`` (their config cannot rebuild them); without them the analyses that
+    need them are skipped with that reason.
 
     BLAS and torch run on one thread meanwhile (torch's setting is restored afterwards):
     the matrices are small, and multithreaded OpenBLAS / torch slowed these analyses down
@@ -79,6 +83,7 @@ def analyze(runs: Sequence[str | os.PathLike] | str | os.PathLike, out_dir: str 
     import torch
     from threadpoolctl import threadpool_limits
 
+    from ..rebuild import using_model
     from ..store import open_run
     from ..store.lock import refuse_if_being_written
     from ..version import __version__
@@ -103,7 +108,7 @@ def analyze(runs: Sequence[str | os.PathLike] | str | os.PathLike, out_dir: str 
     torch_threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        with threadpool_limits(1, user_api="blas"):
+        with threadpool_limits(1, user_api="blas"), using_model(model, data):
             _run_analyses(names, opened, out, summary)
     finally:
         torch.set_num_threads(torch_threads)

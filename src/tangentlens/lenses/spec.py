@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..rebuild import has_params
+from ..rebuild import has_params, rebuild_error
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,20 @@ def needs_step0(run: Any) -> str | None:
 
 def needs_params(run: Any) -> str | None:
     return needs_step0(run) or (None if has_params(run) else "no θ snapshots in the run file")
+
+
+def needs_model(run: Any) -> str | None:
+    """Step 0 cached and the model rebuildable (``rebuild.rebuild_error``)."""
+    return needs_step0(run) or rebuild_error(run)
+
+
+def needs_model_data(run: Any) -> str | None:
+    """Step 0 cached, the model and the run's dataset rebuildable."""
+    return needs_step0(run) or rebuild_error(run, data=True)
+
+
+def needs_model_params(run: Any) -> str | None:
+    return needs_params(run) or rebuild_error(run)
 
 
 def rows_only(name: str, fn: Callable[[Any], pd.DataFrame], plot: Callable, headline: Callable,

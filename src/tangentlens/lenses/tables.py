@@ -19,14 +19,15 @@ COLUMNS = ("analysis", "run", "regime", "step", "hook", "view", "metric", "value
 
 
 def config_columns(run: Any) -> dict[str, Any]:
-    """width, parametrization, seed, depth, dataset of a run (transformers: d_model, n_layers)."""
+    """width, parametrization, seed, depth, dataset of a run (transformers: d_model, n_layers;
+    a user's ``kind: python`` model: None for width, parametrization and depth)."""
     cfg = run.config
     model = cfg.get("model", {})
-    transformer = model.get("kind") == "transformer"
-    return {"width": model.get("d_model" if transformer else "width"),
-            "parametrization": model.get("parametrization"),
+    transformer, user = model.get("kind") == "transformer", model.get("kind") == "python"
+    return {"width": None if user else model.get("d_model" if transformer else "width"),
+            "parametrization": None if user else model.get("parametrization"),
             "seed": cfg.get("seed"),
-            "depth": model.get("n_layers" if transformer else "depth"),
+            "depth": None if user else model.get("n_layers" if transformer else "depth"),
             "dataset": cfg.get("data", {}).get("name")}
 
 

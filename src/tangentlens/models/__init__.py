@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     import torch
     from transformer_lens import HookedRootModule
 
-MODEL_KINDS = ("mlp", "cnn", "transformer")
+MODEL_KINDS = ("mlp", "cnn", "transformer", "python")
 ACTIVATIONS = ("relu", "tanh", "gelu", "erf", "linear")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 
@@ -30,8 +30,11 @@ def _choice(field: str, value: Any, valid: tuple[str, ...]) -> str:
 
 
 def build_model(model_cfg: Any, input_shape: tuple[int, ...], n_outputs: int,
-                seed: int = 0) -> HookedRootModule:
-    """Build a hooked model from any object with ModelConfig-like attributes.
+                seed: int = 0) -> HookedRootModule | torch.nn.Module:
+    """Build a model from any object with ModelConfig-like attributes.
+
+    ``kind="python"`` returns ``factory(**options)`` (``models.user``), any nn.Module;
+    the other kinds are HookedRootModules.
 
     θ0 is a deterministic function of ``seed``; torch's global RNG is not touched.
 
@@ -44,6 +47,10 @@ def build_model(model_cfg: Any, input_shape: tuple[int, ...], n_outputs: int,
     ['layers.0.hook_pre', 'layers.0.hook_post']
     """
     kind = _choice("model.kind", cfg_get(model_cfg, "kind", "mlp"), MODEL_KINDS)
+    if kind == "python":
+        from .user import build_user_model
+
+        return build_user_model(model_cfg, seed)
     _choice("model.parametrization", cfg_get(model_cfg, "parametrization", "sp"), PARAMETRIZATIONS)
     input_shape = tuple(int(s) for s in input_shape)
     if kind == "transformer":
