@@ -70,7 +70,7 @@ def mup_limit(problem: Problem, scales: MeanFieldScales, activation: str, partic
 def _linear(problem: Problem, scales: MeanFieldScales, display: int,
             gen: torch.Generator) -> LimitResult:
     x, y, xg = problem.x_train, problem.y_train, problem.x_gram
-    n, d, k = len(x), x.shape[1], y.shape[1]
+    d, k = x.shape[1], y.shape[1]
     c, g0 = scales.gain / math.sqrt(d), scales.gamma0
     lmap = torch.eye(k + d, dtype=torch.float64)
     z0 = torch.randn(k + d, display, generator=gen, dtype=torch.float64)
