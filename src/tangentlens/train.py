@@ -264,7 +264,7 @@ def _train(cfg: RunConfig, regime: str, model0, batches: Batches, x_train, y_tra
            checkpoints: list[int], checkpoint, state_file: Path | None, state: dict | None,
            result: RunResult) -> None:
     """Train one regime step by step from θ0 (or from ``state``), checkpointing as it goes."""
-    trainer = Trainer(regime, model0, cfg)
+    trainer = Trainer(regime, model0, cfg, x_train)
     lin = trainer.module if regime == "linearized" else None
     start = 0
     if state is not None:
