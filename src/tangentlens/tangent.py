@@ -22,15 +22,15 @@ from torch.nn import functional as F
 from .models.layers import ScaledConv, ScaledLinear
 
 Step = tuple[str, object, str | None]  # (kind, argument, hook name)
-Primals = dict[str, torch.Tensor]  # "in{k}" inputs of affine steps, "d{k}" σ'(z0), "out"
+Primals = dict[str, torch.Tensor]  # "in{k}": affine steps' inputs, "d{k}": σ'(z0), "out"
 
 
 def _gelu_derivative(z: torch.Tensor, _a: torch.Tensor) -> torch.Tensor:
     return 0.5 * (1 + torch.erf(z * math.sqrt(0.5))) + z * torch.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
 
 
-DERIVATIVES = {  # σ'(z) from (z, σ(z)); relu's is a mask; linear has none
-    "relu": lambda z, _a: z > 0,
+DERIVATIVES = {  # σ'(z) from (z, σ(z)); relu keeps σ(z) itself (σ' = [σ(z) > 0]); linear none
+    "relu": lambda _z, a: a,
     "tanh": lambda _z, a: 1 - a * a,
     "gelu": _gelu_derivative,
     "erf": lambda z, _a: torch.exp(-z * z) * (2 / math.sqrt(math.pi)),
@@ -109,19 +109,20 @@ def tangent(steps: list[Step], params: dict[str, torch.Tensor],
     for k, (kind, arg, hook) in enumerate(steps):
         if kind == "affine":
             name, layer = arg
-            w0, db = params0[f"{name}.weight"], None
-            if layer.bias is not None:
-                db = params[f"{name}.bias"] - params0[f"{name}.bias"]
-            z = _affine(layer, p[f"in{k}"], params[f"{name}.weight"] - w0, db)
-            if hdot is not None and isinstance(layer, ScaledLinear):
-                z = torch.addmm(z, hdot, w0.T, alpha=layer.weight_mult)
-            elif hdot is not None:
-                z = z + _affine(layer, hdot, w0, None)
-            hdot = z
+            w0, dw = params0[f"{name}.weight"], params[f"{name}.weight"] - params0[f"{name}.weight"]
+            db = None if layer.bias is None else params[f"{name}.bias"] - params0[f"{name}.bias"]
+            if isinstance(layer, ScaledLinear):  # multipliers on the (batch, out) side only
+                z = torch.mm(p[f"in{k}"], dw.T)
+                z = (z if hdot is None else torch.addmm(z, hdot, w0.T)).mul_(layer.weight_mult)
+                hdot = z if db is None else z.add_(db * layer.bias_mult)
+            else:
+                z = _affine(layer, p[f"in{k}"], dw, db)
+                hdot = z if hdot is None else z + _affine(layer, hdot, w0, None)
+        elif arg == "relu":  # ȧ = ż where a0 > 0, else 0
+            hdot = torch.ops.aten.threshold_backward(hdot, p[f"d{k}"], 0)
         elif kind == "act":
-            d = p.get(f"d{k}")
-            if d is not None:
-                hdot = torch.where(d, hdot, 0.0) if d.dtype == torch.bool else hdot * d
+            if f"d{k}" in p:
+                hdot = hdot * p[f"d{k}"]
         elif hdot is not None:
             hdot = hdot.flatten(1) if kind == "flatten" else hdot.mean(dim=arg)
         if record is not None and hook is not None:
@@ -143,8 +144,15 @@ class PrimalCache:
     def __init__(self, steps: list[Step], params0: dict[str, torch.Tensor], x: torch.Tensor,
                  chunk: int = 1024):
         parts = [primals(steps, params0, x[i:i + chunk]) for i in range(0, len(x), chunk)]
-        self.x = x
-        self.primals = {k: torch.cat([q[k] for q in parts]) for k in parts[0]}
+        self.x, self.inputs, self.alias, first = x, {}, {}, {}
+        for k, v in parts[0].items():
+            if v.untyped_storage().data_ptr() == x.untyped_storage().data_ptr():
+                self.inputs[k] = v.shape[1:]  # the input reshaped: taken from the batch
+            elif id(v) in first:
+                self.alias[k] = first[id(v)]  # the same tensor as another entry
+            else:
+                first[id(v)] = k
+        self.primals = {k: torch.cat([q[k] for q in parts]) for k in first.values()}
         self.hashes, self.order = _row_hash(x).sort()
 
     def lookup(self, x: torch.Tensor) -> Primals | None:
@@ -155,10 +163,12 @@ class PrimalCache:
         idx = self.order[pos]
         if not torch.equal(self.x[idx], x):
             return None
-        return {k: v[idx] for k, v in self.primals.items()}
+        found = {k: v[idx] for k, v in self.primals.items()}
+        found |= {k: found[a] for k, a in self.alias.items()}
+        return found | {k: x.reshape(len(x), *shape) for k, shape in self.inputs.items()}
 
 
 def primal_bytes(p: Primals, rows: int) -> int:
     """Bytes the primals of ``rows`` inputs take, from those of a sample batch ``p``."""
-    per_row = sum(v.element_size() * v[0].numel() for v in p.values())
+    per_row = sum(v.element_size() * v[0].numel() for v in {id(v): v for v in p.values()}.values())
     return per_row * rows
