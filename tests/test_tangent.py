@@ -120,6 +120,9 @@ def test_primal_cache_hits_misses_and_follows_theta0():
     lin.load_state_dict(state)
     ref.load_state_dict(state)
     assert rel(lin(x[:7]), ref(x[:7])) < 1e-12
+    with torch.no_grad():  # so does an in-place change of the cached inputs
+        x[3] += 1.0
+    assert rel(lin(x[2:5]), ref(x[2:5])) < 1e-12
     assert not lin.cache_primals(x, max_bytes=100)
 
 

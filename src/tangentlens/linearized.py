@@ -83,29 +83,30 @@ class Linearized(nn.Module):
                                "remove them or use mode='auto'/'jvp'")
         return "jvp" if hooked else "structured"
 
-    def _theta0_key(self) -> tuple:
-        return tuple((t.data_ptr(), t._version) for t in self.theta0.buffers())
+    def _cache_key(self, x: torch.Tensor) -> tuple:
+        """Changes when θ0 or the cached inputs ``x`` are replaced or modified in place."""
+        return (x._version, *((t.data_ptr(), t._version) for t in self.theta0.buffers()))
 
     def cache_primals(self, x: torch.Tensor, max_bytes: int = CACHE_BYTES) -> bool:
         """Keep the θ0 primals of the input set ``x`` (e.g. a whole training set): later
         batches made of its rows skip the primal pass. Only for the structured engine and
         when they take at most ``max_bytes``; returns whether they are kept. Rebuilt if
-        θ0 changes (e.g. ``load_state_dict``)."""
+        θ0 (e.g. by ``load_state_dict``) or ``x`` changes in place."""
         if self.engine != "structured":
             return False
         sample = tangent.primals(self._steps, self.params0(), x[:1])
         if tangent.primal_bytes(sample, len(x)) > max_bytes:
             self._cache = None
             return False
-        self._cache = (self._theta0_key(), tangent.PrimalCache(self._steps, self.params0(), x))
+        self._cache = (self._cache_key(x), tangent.PrimalCache(self._steps, self.params0(), x))
         return True
 
     def _primals(self, x: torch.Tensor) -> tangent.Primals:
         if self._cache is not None:
             key, cache = self._cache
-            if key != self._theta0_key():
+            if key != self._cache_key(cache.x):
                 cache = tangent.PrimalCache(self._steps, self.params0(), cache.x)
-                self._cache = (self._theta0_key(), cache)
+                self._cache = (self._cache_key(cache.x), cache)
             found = cache.lookup(x)
             if found is not None:
                 return found

@@ -118,7 +118,7 @@ def tangent(steps: list[Step], params: dict[str, torch.Tensor],
             else:
                 z = _affine(layer, p[f"in{k}"], dw, db)
                 hdot = z if hdot is None else z + _affine(layer, hdot, w0, None)
-        elif arg == "relu":  # ȧ = ż where a0 > 0, else 0
+        elif kind == "act" and arg == "relu":  # ȧ = ż where a0 > 0, else 0
             hdot = torch.ops.aten.threshold_backward(hdot, p[f"d{k}"], 0)
         elif kind == "act":
             if f"d{k}" in p:
