@@ -24,16 +24,16 @@ import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP: shared cores
 
-import argparse  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
-from types import SimpleNamespace as NS  # noqa: E402
+import argparse
+import statistics
+import time
+from types import SimpleNamespace as NS
 
-import torch  # noqa: E402
+import torch
 
-from tangentlens.config import RunConfig  # noqa: E402
-from tangentlens.models import build_model  # noqa: E402
-from tangentlens.regimes import Trainer  # noqa: E402
+from tangentlens.config import RunConfig
+from tangentlens.models import build_model
+from tangentlens.regimes import Trainer
 
 MODELS = {  # name: (model config, input shape, training-set size)
     "MLP 784-3x1024-10 relu (ntk)": (NS(kind="mlp", width=1024, depth=3, activation="relu",

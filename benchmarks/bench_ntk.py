@@ -19,16 +19,16 @@ import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP: shared cores
 
-import argparse  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
-from types import SimpleNamespace  # noqa: E402
+import argparse
+import statistics
+import time
+from types import SimpleNamespace
 
-import torch  # noqa: E402
-from torch.func import functional_call, jacrev, vmap  # noqa: E402
+import torch
+from torch.func import functional_call, jacrev, vmap
 
-from tangentlens.models import build_model  # noqa: E402
-from tangentlens.ntk import empirical_ntk  # noqa: E402
+from tangentlens.models import build_model
+from tangentlens.ntk import empirical_ntk
 
 MODELS = {  # name: (config, input shape, {group: (n, block_size, implementations)})
     "mlp": (SimpleNamespace(kind="mlp", width=1024, depth=3, activation="relu"), (1, 28, 28),
