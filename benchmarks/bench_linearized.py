@@ -11,9 +11,10 @@ permutation, the same for every variant:
 
 A round times ``--steps`` steps of every variant in turn (after one warm-up step each);
 its ratios are those of its per-variant medians. Printed: the median over rounds of the
-per-round medians, and `ratio X [min–max]` over rounds, to sgd and to torch.func. The
-FLOP floor of linearized/sgd (primals cached) is about 4/3; recomputing them adds one
-product per layer (≈ 5/3). A CUDA section runs when a GPU is present.
+per-round medians, and `ratio X [min–max]` over rounds, to sgd and to torch.func. FLOP
+floor of linearized/sgd: per hidden layer 4 matrix products against 3 with the primals
+cached, 5 when they are recomputed; the first layer costs 2 against 2 (3 recomputed). For
+the MLP below that is ≈ 1.27 (cached) and ≈ 1.63. A CUDA section runs when a GPU is present.
 
     python benchmarks/bench_linearized.py [--rounds 6] [--steps 5] [--threads 2]
 """

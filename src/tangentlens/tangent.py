@@ -62,16 +62,23 @@ def plan(model: nn.Module) -> tuple[list[Step] | None, str]:
     return steps, ""
 
 
-def _affine(layer: nn.Module, x: torch.Tensor, w: torch.Tensor,
-            b: torch.Tensor | None) -> torch.Tensor:
-    """w_mult·(x ⋆ w) + b_mult·b for a ScaledLinear (⋆ = matmul) or ScaledConv layer."""
-    if isinstance(layer, ScaledLinear):
-        if b is None:
-            return torch.mm(x, w.T).mul_(layer.weight_mult)
-        return torch.addmm(b, x, w.T, beta=layer.bias_mult, alpha=layer.weight_mult)
+def _scaled_conv(layer: ScaledConv, x: torch.Tensor, w: torch.Tensor,
+                 b: torch.Tensor | None) -> torch.Tensor:
+    """w_mult·(x ⋆ w) + b_mult·b with the multipliers folded into the (small) kernel."""
     conv = F.conv1d if layer.dim == 1 else F.conv2d
     return conv(x, w * layer.weight_mult, None if b is None else b * layer.bias_mult,
                 padding=layer.padding)
+
+
+def _forward(layer: nn.Module, x: torch.Tensor, w: torch.Tensor,
+             b: torch.Tensor | None) -> torch.Tensor:
+    """The layer's own forward at weights (w, b), op for op: bit-identical to the network."""
+    if isinstance(layer, ScaledLinear):
+        y = F.linear(x, w) * layer.weight_mult
+        return y if b is None else y + b * layer.bias_mult
+    conv = F.conv1d if layer.dim == 1 else F.conv2d
+    y = conv(x, w, padding=layer.padding) * layer.weight_mult
+    return y if b is None else y + (b * layer.bias_mult).view(-1, *([1] * layer.dim))
 
 
 def primals(steps: list[Step], params0: dict[str, torch.Tensor], x: torch.Tensor,
@@ -90,7 +97,7 @@ def primals(steps: list[Step], params0: dict[str, torch.Tensor], x: torch.Tensor
             elif kind == "affine":
                 name, layer = arg
                 store[f"in{k}"] = h
-                h = _affine(layer, h, params0[f"{name}.weight"], params0.get(f"{name}.bias"))
+                h = _forward(layer, h, params0[f"{name}.weight"], params0.get(f"{name}.bias"))
             else:
                 z, h = h, _ACTIVATIONS[arg](h)
                 if DERIVATIVES[arg] is not None:
@@ -116,8 +123,8 @@ def tangent(steps: list[Step], params: dict[str, torch.Tensor],
                 z = (z if hdot is None else torch.addmm(z, hdot, w0.T)).mul_(layer.weight_mult)
                 hdot = z if db is None else z.add_(db * layer.bias_mult)
             else:
-                z = _affine(layer, p[f"in{k}"], dw, db)
-                hdot = z if hdot is None else z + _affine(layer, hdot, w0, None)
+                z = _scaled_conv(layer, p[f"in{k}"], dw, db)
+                hdot = z if hdot is None else z + _scaled_conv(layer, hdot, w0, None)
         elif kind == "act" and arg == "relu":  # ȧ = ż where a0 > 0, else 0
             hdot = torch.ops.aten.threshold_backward(hdot, p[f"d{k}"], 0)
         elif kind == "act":
