@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[1] / "src" / "tangentlens"
 LAYERS: list[tuple[str, ...]] = [
     ("version", "config", "data", "store", "metrics", "plots", "rundir", "executors"),
     ("models",),
+    ("tangent",),
     ("linearized",),
     ("ntk", "regimes", "budget"),
     ("limits",),

@@ -5,9 +5,15 @@
 
     f_lin(x; θ) = f(x; θ0) + J(x; θ0)(θ − θ0),
 
-from one forward-mode ``torch.func.jvp`` (never a materialized Jacobian). Gradients
-flow to θ by reverse-over-forward differentiation, so any torch optimizer (with weight
-decay acting on θ, exactly as for the ordinary network) trains it.
+never from a materialized Jacobian. Gradients flow to θ by reverse-over-forward
+differentiation, so any torch optimizer (with weight decay acting on θ, exactly as for
+the ordinary network) trains it. Two engines, chosen by ``mode``:
+  - ``jvp``: one forward-mode ``torch.func.jvp`` of the model; any nn.Module;
+  - ``structured``: the hand-derived tangent pass of ``tangentlens.tangent`` (MLP and
+    CNN), θ0 primals without autograd, cacheable for a fixed input set
+    (``cache_primals``);
+  - ``auto`` (default): ``structured`` when the model supports it and has no forward
+    hooks attached, else ``jvp``.
 
 Two views of every hook h:
   - ``tangent``: h(x; θ0) + J_h(x; θ0)(θ − θ0), the same jvp that gives the output;
@@ -22,7 +28,11 @@ import torch
 from torch import nn
 from torch.func import functional_call, jvp
 
+from . import tangent
+
 VIEWS = ("tangent", "network")
+MODES = ("auto", "jvp", "structured")
+CACHE_BYTES = 2**30  # cache_primals keeps an input set's θ0 primals up to this size
 
 
 def _mangle(name: str) -> str:
@@ -32,8 +42,17 @@ def _mangle(name: str) -> str:
 class Linearized(nn.Module):
     """First-order Taylor expansion of ``model`` around ``params0`` (see module docstring)."""
 
-    def __init__(self, model: nn.Module, params0: Mapping[str, torch.Tensor] | None = None):
+    def __init__(self, model: nn.Module, params0: Mapping[str, torch.Tensor] | None = None,
+                 mode: str = "auto"):
         super().__init__()
+        if mode not in MODES:
+            raise ValueError(f"mode={mode!r}; valid: {', '.join(MODES)}")
+        self._steps, why = tangent.plan(model)
+        if mode == "structured" and self._steps is None:
+            raise ValueError(f"mode='structured' needs tangentlens' MLP or CNN ({why}); "
+                             "use mode='jvp' or 'auto'")
+        self.mode = mode
+        self._cache: tuple[tuple, tangent.PrimalCache] | None = None
         self.model = model
         names = [n for n, _ in model.named_parameters()]
         if params0 is None:
@@ -52,6 +71,46 @@ class Linearized(nn.Module):
                 self.theta0.register_buffer(_mangle(n), t.clone())
                 p.copy_(t)  # θ starts at θ0
         self._names = names
+
+    @property
+    def engine(self) -> str:
+        """The engine the next call uses: ``structured`` or ``jvp`` (see ``mode``)."""
+        if self.mode == "jvp" or self._steps is None:
+            return "jvp"
+        hooked = any(m._forward_hooks or m._forward_pre_hooks for m in self.model.modules())
+        if hooked and self.mode == "structured":
+            raise RuntimeError("mode='structured' ignores forward hooks and the model has some; "
+                               "remove them or use mode='auto'/'jvp'")
+        return "jvp" if hooked else "structured"
+
+    def _cache_key(self, x: torch.Tensor) -> tuple:
+        """Changes when θ0 or the cached inputs ``x`` are replaced or modified in place."""
+        return (x._version, *((t.data_ptr(), t._version) for t in self.theta0.buffers()))
+
+    def cache_primals(self, x: torch.Tensor, max_bytes: int = CACHE_BYTES) -> bool:
+        """Keep the θ0 primals of the input set ``x`` (e.g. a whole training set): later
+        batches made of its rows skip the primal pass. Only for the structured engine and
+        when they take at most ``max_bytes``; returns whether they are kept. Rebuilt if
+        θ0 (e.g. by ``load_state_dict``) or ``x`` changes in place."""
+        if self.engine != "structured":
+            return False
+        sample = tangent.primals(self._steps, self.params0(), x[:1])
+        if tangent.primal_bytes(sample, len(x)) > max_bytes:
+            self._cache = None
+            return False
+        self._cache = (self._cache_key(x), tangent.PrimalCache(self._steps, self.params0(), x))
+        return True
+
+    def _primals(self, x: torch.Tensor) -> tangent.Primals:
+        if self._cache is not None:
+            key, cache = self._cache
+            if key != self._cache_key(cache.x):
+                cache = tangent.PrimalCache(self._steps, self.params0(), cache.x)
+                self._cache = (self._cache_key(cache.x), cache)
+            found = cache.lookup(x)
+            if found is not None:
+                return found
+        return tangent.primals(self._steps, self.params0(), x)
 
     @property
     def hook_names(self) -> list[str]:
@@ -99,6 +158,9 @@ class Linearized(nn.Module):
         return out0, dout, acts0, dacts
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.engine == "structured":
+            p = self._primals(x)
+            return p["out"] + tangent.tangent(self._steps, self.params(), self.params0(), p)
         out0, dout, _, _ = self._jvp(x)
         return out0 + dout
 
@@ -120,8 +182,15 @@ class Linearized(nn.Module):
             hooks = [names_filter]
         else:
             hooks = list(names_filter)
+        structured = self.engine == "structured" and set(hooks) <= set(self.hook_names)
         with torch.no_grad():
-            out0, dout, acts0, dacts = self._jvp(x, hooks if view == "tangent" else ())
+            if structured:
+                acts0, dacts = {}, {}
+                p = tangent.primals(self._steps, self.params0(), x, acts0)
+                out0 = p["out"]
+                dout = tangent.tangent(self._steps, self.params(), self.params0(), p, dacts)
+            else:
+                out0, dout, acts0, dacts = self._jvp(x, hooks if view == "tangent" else ())
             if view == "tangent":
                 cache = {h: acts0[h] + dacts[h] for h in hooks}
             else:
@@ -133,10 +202,12 @@ class Linearized(nn.Module):
         return out0 + dout, ActivationCache(cache, self.model)
 
 
-def linearize(model: nn.Module, params0: Mapping[str, torch.Tensor] | None = None) -> Linearized:
+def linearize(model: nn.Module, params0: Mapping[str, torch.Tensor] | None = None,
+              mode: str = "auto") -> Linearized:
     """Return the first-order Taylor model of ``model`` around ``params0`` (default: its
     current parameters; any checkpoint θ_t works). The model's own parameters become the
-    trainable θ of the linearized model and are set to ``params0``.
+    trainable θ of the linearized model and are set to ``params0``. ``mode``: see
+    ``Linearized``.
 
     >>> import torch
     >>> from tangentlens import build_model, linearize, load_config
@@ -148,4 +219,4 @@ def linearize(model: nn.Module, params0: Mapping[str, torch.Tensor] | None = Non
     >>> cache["layers.0.hook_post"].shape
     torch.Size([4, 32])
     """
-    return Linearized(model, params0)
+    return Linearized(model, params0, mode)

@@ -58,9 +58,12 @@ def lr_lambda(cfg: RunConfig):
 
 
 class Trainer:
-    """Holds one regime's trainable module, optimizer and schedule (at step ``start``)."""
+    """Holds one regime's trainable module, optimizer and schedule (at step ``start``).
+    ``train_x``: the training inputs, if fixed; the linearized regime then keeps their θ0
+    primals when they fit (``Linearized.cache_primals``)."""
 
-    def __init__(self, regime: str, model0: nn.Module, cfg: RunConfig, start: int = 0):
+    def __init__(self, regime: str, model0: nn.Module, cfg: RunConfig, start: int = 0,
+                 train_x: torch.Tensor | None = None):
         from .models import param_groups
 
         self.regime, self.cfg = regime, cfg
@@ -68,6 +71,8 @@ class Trainer:
         self.alpha = cfg.train.alpha if regime == "lazy" else 1.0
         if regime == "linearized":
             self.module: nn.Module = Linearized(self.model)
+            if train_x is not None:
+                self.module.cache_primals(train_x)
         else:
             self.module = self.model
         if regime == "lazy":

@@ -325,7 +325,7 @@ def _train(cfg: RunConfig, regime: str, model0, batches: Batches, x_train, y_tra
            spawn_file: Path | None = None) -> None:
     """Train one regime step by step from ``model0`` at step ``begin`` (or from ``state``),
     checkpointing as it goes; with ``spawned``, store θ at ``train.spawn_step`` there."""
-    trainer = Trainer(regime, model0, cfg, start=begin)
+    trainer = Trainer(regime, model0, cfg, start=begin, train_x=x_train)
     lin = trainer.module if regime == "linearized" else None
     start = begin
     if state is not None:

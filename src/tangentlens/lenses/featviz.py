@@ -43,7 +43,8 @@ def hook_function(model0: torch.nn.Module, params: dict[str, torch.Tensor],
     """(x, hook) ↦ the hook's activation at θ = ``params`` in ``view``, differentiable in x.
 
     ``network``: h(x; θ); ``tangent``: h(x; θ0) + J_h(x; θ0)(θ − θ0), θ0 = model0's weights,
-    from the same jvp as ``Linearized.run_with_cache(view="tangent")`` (which is no-grad).
+    from Linearized's jvp engine, which is differentiable in x (``run_with_cache``'s tangent
+    view is no-grad and, for the MLP/CNN, the structured engine: equal up to rounding).
     """
     from ..linearized import linearize
 

@@ -98,7 +98,7 @@ def _blocked(x1: torch.Tensor, x2: torch.Tensor | None, sizes: tuple[int, int],
         for r in s1:
             if sym and r.start >= c.stop:
                 break
-            blk = pair(get1(r), f2)
+            blk = pair(f2 if shared and r == c else get1(r), f2)
             out[r, c] = blk
             if sym:
                 out[c, r] = blk.permute(1, 0, 3, 2) if blk.ndim == 4 else blk.transpose(0, 1)
