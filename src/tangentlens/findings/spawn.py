@@ -34,7 +34,8 @@ def config(scale: dict, k: int, seed: int, device: str) -> RunConfig:
     base["train"] = {**base["train"], "regimes": ["sgd", "linearized"]}
     return RunConfig.from_dict(apply_overrides(base, [
         f"model.width={scale['width']}", f"seed={seed}", f"data.n_train={scale['n_train']}",
-        f"train.steps={scale['steps']}", f"train.spawn_step={k}", f"train.device={device}"]))
+        f"train.steps={scale['steps']}", f"train.spawn_step={k}", f"train.device={device}",
+        f"train.batch_size={min(base['train']['batch_size'], scale['n_train'])}"]))
 
 
 def spawn_gap(scale_name: str, out: Path, commands: list[str], device: str = "cpu") -> dict:
