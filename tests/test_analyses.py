@@ -185,7 +185,8 @@ def test_first_layer_change_lies_in_the_span_of_all_training_gradients(tmp_path)
 def test_gradient_span_equals_a_dense_computation(tmp_path):
     cfg = {**IDENTITY, "data": {**IDENTITY["data"], "n_train": 24},
            "model": {**IDENTITY["model"], "width": 32, "depth": 2},
-           "train": {**IDENTITY["train"], "regimes": ["sgd", "kernel"], "dtype": "float64"},
+           "train": {**IDENTITY["train"], "regimes": ["sgd", "kernel"], "dtype": "float64",
+                     "batch_size": "full"},
            "probe": {"n_train": 16, "n_test": 16}}
     run = open_run(_train(cfg, tmp_path) / "run.h5")
     ds, model = data_and_model_at_init(run)

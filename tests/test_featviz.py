@@ -27,7 +27,7 @@ MLP_RUN = ["data.name=teacher", "data.n_train=128", "data.n_test=64", "data.opti
 TF_RUN = ["data.name=modular_addition", "data.options={p: 11}", "model.kind=transformer",
           "model.parametrization=sp", "model.d_model=16", "model.n_heads=2", "model.d_mlp=32",
           "train.regimes=[sgd,linearized]", "train.optimizer=adamw", "train.lr=0.01",
-          "train.loss=cross_entropy", "train.steps=4", "train.checkpoints=[0,2,4]",
+          "train.loss=cross_entropy", "train.steps=4", "train.batch_size=full", "train.checkpoints=[0,2,4]",
           "train.progress=false", "probe.n_train=64", "probe.n_test=128"]
 
 
