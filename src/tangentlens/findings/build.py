@@ -10,6 +10,7 @@ import shutil
 import time
 from pathlib import Path
 
+from ..lenses.registry import jsonable
 from . import experiments, render
 from .common import FIGURES
 from .registry import EXPERIMENTS, QUESTIONS
@@ -23,16 +24,6 @@ SCALE_NOTES = {
     "default": "Scale: default — every experiment at its CPU default.",
     "full": "Scale: full — every experiment at its GPU size.",
 }
-
-
-def _jsonable(x):
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if hasattr(x, "item"):
-        x = x.item()
-    return None if isinstance(x, float) and not math.isfinite(x) else x
 
 
 def _restore(x):
@@ -81,7 +72,7 @@ def findings(scale: str = "default", out: str | Path | None = None,
            "experiments": list(done.values()), "sections": sections,
            "seconds": round(time.time() - t0, 1)}
     out.mkdir(parents=True, exist_ok=True)
-    (out / "findings.json").write_text(json.dumps(_jsonable(doc), indent=1))
+    (out / "findings.json").write_text(json.dumps(jsonable(doc), indent=1))
     doc = _restore(json.loads((out / "findings.json").read_text()))
     (out / "findings.md").write_text(render.markdown(doc))
     (out / "findings.html").write_text(render.page(doc))

@@ -47,12 +47,12 @@ def run_files(runs: Sequence[str | os.PathLike]) -> list[Path]:
     return out
 
 
-def _jsonable(x: Any) -> Any:
+def jsonable(x: Any) -> Any:
     """NaN/inf → None, numpy scalars → Python numbers, recursively."""
     if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
+        return {str(k): jsonable(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
+        return [jsonable(v) for v in x]
     if hasattr(x, "item"):
         x = x.item()
     return None if isinstance(x, float) and not math.isfinite(x) else x
@@ -115,7 +115,7 @@ def analyze(runs: Sequence[str | os.PathLike] | str | os.PathLike, out_dir: str 
         for run in opened:
             run.close()
     path, tmp = out / "summary.json", out / "summary.json.tmp"
-    tmp.write_text(json.dumps(_jsonable(summary), indent=1))
+    tmp.write_text(json.dumps(jsonable(summary), indent=1))
     os.replace(tmp, path)  # written last and atomically: present means every output is
     return path
 
