@@ -47,7 +47,7 @@ BATCH = 256
 
 def trainers(model0, cfg, x_train) -> dict[str, Trainer]:
     out = {"sgd": Trainer("sgd", model0, cfg),
-           "linearized": Trainer("linearized", model0, cfg, x_train),
+           "linearized": Trainer("linearized", model0, cfg, train_x=x_train),
            "lin-fresh": Trainer("linearized", model0, cfg),
            "torch.func": Trainer("linearized", model0, cfg)}
     out["torch.func"].module.mode = "jvp"

@@ -62,7 +62,7 @@ class Trainer:
     ``train_x``: the training inputs, if fixed; the linearized regime then keeps their θ0
     primals when they fit (``Linearized.cache_primals``)."""
 
-    def __init__(self, regime: str, model0: nn.Module, cfg: RunConfig, start: int = 0,
+    def __init__(self, regime: str, model0: nn.Module, cfg: RunConfig, *, start: int = 0,
                  train_x: torch.Tensor | None = None):
         from .models import param_groups
 
