@@ -3,12 +3,19 @@
 A 1-hidden-layer tanh MLP is trained in the ``sgd`` and ``linearized`` regimes from the
 same θ0 on a 2-direction teacher and on digits, for widths × parametrizations (ntk, sp,
 mup) × seeds (configs: ``analyses/configs/width_sweep{,_digits}.yaml``; the learning rate is
-fixed per task × parametrization across widths, table ``LR``). For every hook the relative
+fixed per task × parametrization across widths, table ``LR``; so is ``model.gamma``, table
+``GAMMA``). For every hook the relative
 change ‖h − h0‖_F / ‖h0‖_F between θ0 and the final step (probe inputs) is fitted against
 width on log-log axes (slope with 95% CI, seeds as repeated points). Theory for the hidden
 layer: ∝ width^-1/2 under ntk, width-independent under mup. Probe quality: ridge probe
 on ``layers.0.hook_post`` (teacher: test R² of the target; digits: test accuracy of a
 ridge classifier), at θ0 and at the final step.
+
+γ (``model.gamma``, docs/parametrizations.md) is set for mup only, to the smallest of
+1, 2, 4, 8, 16 whose sgd hidden change (``layers.0.hook_post``) at width 1024 is ≥ 0.3 at
+the default scale (teacher 4, digits 1; measured numbers in the configs), so the mup runs
+are in a rich regime. ntk and sp keep γ = 1: their γ0 = γ/√width, and a larger γ would make
+the narrow nets rich too, bending the width^-1/2 law these runs check.
 
     python analyses/width_sweep.py [--scale tiny|quick|default|full] [--out DIR] [--jobs N]
                                    [--threads N]
@@ -42,6 +49,8 @@ PARAMETRIZATIONS = ("ntk", "sp", "mup")
 # width; sp's kernel grows ∝ width, so its lr is set by the widest net (see ``lr``).
 LR = {"teacher": {"ntk": 0.1, "sp": 0.002, "mup": 0.01},
       "digits": {"ntk": 0.2, "sp": 0.002, "mup": 0.005}}
+# model.gamma per task × parametrization (1 where absent): see the docstring.
+GAMMA = {"teacher": {"mup": 4.0}, "digits": {"mup": 1.0}}
 SP_LR_WIDTH = 4096  # the widest net of the default scale, for which LR[...]["sp"] was tuned
 SCALES = {
     "tiny": dict(widths=[16, 32], seeds=[0], steps=4, n_probe=32, device="cpu"),
@@ -70,6 +79,7 @@ def sweep(out: Path, scale: dict, jobs: int) -> Path:
         for p in PARAMETRIZATIONS:
             run_sweep(config, [
                 f"model.parametrization={p}", f"train.lr={lr(task, p, scale['widths'])}",
+                f"model.gamma={GAMMA[task].get(p, 1.0)}",
                 f"train.steps={scale['steps']}", f"train.device={scale['device']}",
                 f"probe.n_train={scale['n_probe']}", f"probe.n_test={scale['n_probe']}",
                 "model.width=" + ",".join(map(str, scale["widths"])),
@@ -100,7 +110,8 @@ def measure(index: Path) -> pd.DataFrame:
         with run:
             cfg = run.config
             meta = dict(task=cfg["data"]["name"], parametrization=cfg["model"]["parametrization"],
-                        width=cfg["model"]["width"], seed=cfg["seed"], lr=cfg["train"]["lr"])
+                        width=cfg["model"]["width"], seed=cfg["seed"], lr=cfg["train"]["lr"],
+                        gamma=cfg["model"]["gamma"])
             ref = run.regimes[0]
             h0 = {h: run.activations(ref, 0, h, "network", "all").numpy() for h in run.hooks}
             metric, init = probe_score(run, ref, 0, "network")
@@ -195,7 +206,9 @@ def main(argv: list[str] | None = None) -> dict:
     sections = [html_section(f"Width sweep — {t}", caption(df, slopes, t), paths[t],
                              slopes[slopes["task"] == t].drop(columns=["task", "intercept", "se"])
                              .assign(lr=lambda d, t=t: [lr(t, p, scale["widths"])
-                                                        for p in d["parametrization"]]))
+                                                        for p in d["parametrization"]],
+                                     gamma=lambda d, t=t: [GAMMA[t].get(p, 1.0)
+                                                           for p in d["parametrization"]]))
                 for t in paths]
     report = write_html(out / "report.html", "tangentlens width sweep: relative change and "
                         "probe quality vs width", sections)
