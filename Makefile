@@ -23,6 +23,8 @@ demo: $(STAMP)
 
 # every question of docs/findings.md, answered by the experiments (CPU default scale;
 # FINDINGS_ARGS="--scale quick --reuse" for a shorter run)
+# MNIST (regime_gap, Q1/Q6) from the shared real test set when it is there
+findings: export TANGENTLENS_DATA ?= $(abspath ../shared/data)
 findings: $(STAMP)
 	$(VENV)/bin/tangentlens findings $(FINDINGS_ARGS)
 
