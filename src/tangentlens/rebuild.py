@@ -38,9 +38,31 @@ def model_at_init(run: Any) -> torch.nn.Module:
     return data_and_model_at_init(run, data=False)[1]
 
 
+_BUILT: dict[tuple, tuple[Any, torch.nn.Module]] = {}  # the last rebuild, by run file + lent
+
+
 def data_and_model_at_init(run: Any, data: bool = True) -> tuple[Any, torch.nn.Module]:
     """The run's dataset (its full training set included; None unless ``data``) and
-    ``model_at_init(run)``."""
+    ``model_at_init(run)`` — a fresh copy each call. The skip checks and every analysis of
+    one run file share one data load and model build (keyed by path, mtime and lent objects)."""
+    path = getattr(run, "path", None)
+    key = None
+    if path is not None:
+        import os
+
+        lent = _LENT[-1] if _LENT else (None, None)
+        key = (os.fspath(path), os.stat(path).st_mtime_ns, data, *map(id, lent))
+    if key not in _BUILT:
+        built = _rebuild(run, data)
+        if key is None:
+            return built
+        _BUILT.clear()
+        _BUILT[key] = built
+    ds, model = _BUILT[key]
+    return ds, copy.deepcopy(model)
+
+
+def _rebuild(run: Any, data: bool) -> tuple[Any, torch.nn.Module]:
     from types import SimpleNamespace
 
     from .config import RunConfig
