@@ -39,11 +39,11 @@ def _acts(run, regime: str, step: int, hook: str, view: str, split: str = "all")
     return a.reshape(len(a), -1).astype(np.float64)
 
 
-def _probe(run, regime: str, view: str, hook: str) -> float:
-    """Test score of a probe on the hook: accuracy for labels, mean R² over the teacher's
-    latents for regression tasks."""
-    step, p = _final(run, regime), run.probe
-    xtr, xte = (_acts(run, regime, step, hook, view, s) for s in ("train", "test"))
+def _probe(run, h: np.ndarray) -> float:
+    """Test score of a probe on activations ``h`` of every probe row (``_acts``): accuracy
+    for labels, mean R² over the teacher's latents for regression tasks."""
+    p = run.probe
+    xtr, xte = h[p.split == 0], h[p.split == 1]
     if np.issubdtype(p.y.dtype, np.integer) and p.y.ndim == 1:
         return fit_probe(xtr, p.train.y, xte, p.test.y, kind="classification",
                          seed=run.seed or 0)["score"]
@@ -80,8 +80,7 @@ def looking_inside(rg: Path, out: Path, commands: list[str]) -> dict:
                 hl = _acts(run, "linearized", li, hook, "tangent")
                 h0 = _acts(run, "sgd", 0, hook, "network")
                 key = (task, hook)
-                vals[("gap", *key)].append(_probe(run, "sgd", "network", hook)
-                                           - _probe(run, "linearized", "tangent", hook))
+                vals[("gap", *key)].append(_probe(run, hs) - _probe(run, hl))
                 vals[("cka", *key)].append(metrics.linear_cka(hs, hl))
                 vals[("ratio", *key)].append(metrics.relative_change(hs, h0)
                                              / metrics.relative_change(hl, h0))

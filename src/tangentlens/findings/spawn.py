@@ -49,13 +49,20 @@ def spawn_gap(scale_name: str, out: Path, commands: list[str], device: str = "cp
         rows = [missing("gap(K_max) − gap(0)", "RunConfig has no train.spawn_step (issue 13)")]
         return section("Q9", "Linearizing at a trained checkpoint (spawn step K)", question,
                        claim, commands, [], rows, rows[0]["label"])
+    import torch
+
     from ..train import run
 
     gaps: dict[int, list[float]] = defaultdict(list)
-    for seed in scale["seeds"]:
-        for k in scale["spawn"]:
-            res = run(config(scale, k, seed, device))
-            gaps[k].append(res.final("sgd")["test_acc"] - res.final("linearized")["test_acc"])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the experiments run: the same bits with or without --reuse
+    try:
+        for seed in scale["seeds"]:
+            for k in scale["spawn"]:
+                res = run(config(scale, k, seed, device))
+                gaps[k].append(res.final("sgd")["test_acc"] - res.final("linearized")["test_acc"])
+    finally:
+        torch.set_num_threads(threads)
     k0, kmax = min(gaps), max(gaps)
     rows = [row(f"gap(K={kmax}) − gap(K={k0})", [a - b for a, b in zip(gaps[kmax], gaps[k0])],
                 claim="less", theory=True)]
