@@ -97,6 +97,30 @@ def test_verdict_is_read_off_the_interval(values, claim, null, tol, expected):
     assert verdict(estimate(values), claim, null, tol)["verdict"] == expected
 
 
+@pytest.mark.parametrize("values,claim,margin,expected", [
+    ([0.2, 0.25, 0.3], "greater", 0.1, "supported"),       # CI [0.126, 0.374] beyond 0.1
+    ([0.2, 0.25, 0.3], "greater", 0.15, "inconclusive"),    # straddles the margin
+    ([0.01, 0.02, 0.03], "greater", 0.1, "negligible"),     # CI inside ±0.1
+    ([0.01, 0.02, 0.03], "less", 0.1, "negligible"),
+    ([-0.3, -0.25, -0.2], "greater", 0.1, "not supported"),
+])
+def test_directional_claims_need_the_margin(values, claim, margin, expected):
+    assert verdict(estimate(values), claim, margin=margin)["verdict"] == expected
+
+
+def test_float_noise_never_shrinks():
+    """A constant series whose log-log slopes are pure rounding noise (the CI of
+    [-5.7e-17, -9.8e-19] that pandas 3 / numpy 2.4 produced) is never 'shrinks with width'."""
+    from tangentlens.findings.limits import SLOPE_MARGIN
+
+    noise = [-3.1e-17, -3.0e-17, -2.9e-17]
+    e = estimate(noise)
+    assert e["hi"] < 0  # the CI excludes 0, so a margin-free rule would call it shrinking
+    assert verdict(e, "less", margin=SLOPE_MARGIN)["verdict"] == "negligible"
+    with pytest.raises(ValueError, match="margin must be"):
+        verdict(e, "less", margin=-1.0)
+
+
 def test_combine_and_bad_claim():
     s, n, i = ({"verdict": v} for v in ("supported", "not supported", "inconclusive"))
     assert combine([s, s])["verdict"] == "supported"

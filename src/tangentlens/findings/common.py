@@ -18,12 +18,14 @@ FIGURES = Path("figures") / "findings"  # relative to the document
 
 
 def row(label: str, values: Iterable[float], claim: str | None = None, null: float = 0.0,
-        tol: float | None = None, theory: bool = False, **extra) -> dict:
+        tol: float | None = None, margin: float = 0.0, theory: bool = False,
+        **extra) -> dict:
     """An estimate over seeds; with ``claim`` also its verdict. ``theory`` marks a row whose
-    claim is the expected theory (a 'not supported' there contradicts it)."""
+    claim is the expected theory (a 'not supported' there contradicts it); ``margin`` is a
+    directional claim's smallest effect of interest."""
     r = estimate(values, label)
     if claim is not None:
-        r.update(claim=claim, null=null, tol=tol, theory=theory, **verdict(r, claim, null, tol))
+        r.update(claim=claim, null=null, tol=tol, theory=theory, **verdict(r, claim, null, tol, margin))
     return {**r, **extra}
 
 

@@ -3,8 +3,9 @@
 ``estimate(values)`` is the mean of per-seed values with a Student-t interval (the
 method named in every finding); ``verdict(est, claim, null)`` compares the interval with
 the claim's null value: ``greater``/``less`` claims are supported when the CI lies on
-the claimed side, not supported when it lies on the other side and inconclusive when it
-straddles the null; ``equal`` claims are supported when the CI contains the null and
+the claimed side beyond ``margin`` (the smallest effect of interest), negligible when it
+lies within ±``margin`` of the null, not supported when it lies on the other side and
+inconclusive otherwise; ``equal`` claims are supported when the CI contains the null and
 lies within ``tol`` of it, not supported when it excludes the null. Fewer than
 ``MIN_SEEDS`` finite values is always inconclusive.
 """
@@ -49,8 +50,10 @@ def interval_text(est: dict) -> str:
     return f"{fmt(est['mean'])} [{fmt(est['lo'])}, {fmt(est['hi'])}]"
 
 
-def verdict(est: dict, claim: str, null: float = 0.0, tol: float | None = None) -> dict:
-    """{verdict, reason} of ``est`` against ``claim`` ∈ {greater, less, equal} and ``null``."""
+def verdict(est: dict, claim: str, null: float = 0.0, tol: float | None = None,
+            margin: float = 0.0) -> dict:
+    """{verdict, reason} of ``est`` against ``claim`` ∈ {greater, less, equal} and ``null``;
+    a directional claim needs its CI beyond ``null ± margin``."""
     if claim not in ("greater", "less", "equal"):
         raise ValueError(f"claim must be one of greater, less, equal; got {claim!r}")
     lo, hi, n = est["lo"], est["hi"], est["n"]
@@ -66,14 +69,23 @@ def verdict(est: dict, claim: str, null: float = 0.0, tol: float | None = None) 
                     "reason": f"{ci} contains {fmt(null)} but reaches further than "
                               f"{fmt(tol)} from it"}
         return {"verdict": "supported", "reason": f"{ci} contains {fmt(null)}"}
+    if margin < 0 or not math.isfinite(margin):
+        raise ValueError(f"margin must be a finite number >= 0; got {margin!r}")
+    if (claim == "greater" and lo > null + margin) or (claim == "less" and hi < null - margin):
+        side = "above" if claim == "greater" else "below"
+        beyond = f"{fmt(null)} ± {fmt(margin)}" if margin else fmt(null)
+        return {"verdict": "supported", "reason": f"{ci} lies {side} {beyond}"}
+    if margin and null - margin <= lo and hi <= null + margin:
+        return {"verdict": "negligible",
+                "reason": f"{ci} lies within the margin {fmt(null)} ± {fmt(margin)}"}
     above, below = lo > null, hi < null
-    if (claim == "greater" and above) or (claim == "less" and below):
-        side = "above" if above else "below"
-        return {"verdict": "supported", "reason": f"{ci} excludes {fmt(null)} ({side})"}
-    if above or below:
+    if (claim == "greater" and below) or (claim == "less" and above):
         side = "above" if above else "below"
         return {"verdict": "not supported",
                 "reason": f"{ci} excludes {fmt(null)} on the other side ({side})"}
+    if margin:
+        return {"verdict": "inconclusive",
+                "reason": f"{ci} reaches both inside and beyond {fmt(null)} ± {fmt(margin)}"}
     return {"verdict": "inconclusive", "reason": f"{ci} contains {fmt(null)}"}
 
 
@@ -81,7 +93,7 @@ def combine(verdicts: Sequence[dict]) -> dict:
     """One verdict from several rows: supported if all are, not supported if any row is,
     else inconclusive; the reason counts the rows."""
     kinds = [v["verdict"] for v in verdicts]
-    count = ", ".join(f"{kinds.count(k)} {k}" for k in ("supported", "not supported",
+    count = ", ".join(f"{kinds.count(k)} {k}" for k in ("supported", "not supported", "negligible",
                                                         "inconclusive") if k in kinds)
     if not kinds:
         return {"verdict": "inconclusive", "reason": "no rows"}
